@@ -1,0 +1,39 @@
+"""The ASGI application served by ``roxgate serve``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from roxgate.api.gateway import Gateway
+from roxgate.api.send import send
+from roxgate.config import Settings
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway = Gateway(settings)
+        gateway.start()
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            gateway.stop()
+
+    return Starlette(
+        routes=[
+            Route("/smsapi/send", send, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,48 @@
+"""The running gateway's shared parts: settings, database, writer, authenticator."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+
+from roxgate.accounts.auth import Authenticator
+from roxgate.config import Settings
+from roxgate.netpolicy import parse_nets
+from roxgate.store.engine import open_database
+from roxgate.store.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.allow_nets = parse_nets(settings.callback_allow_nets)
+        self.engine: Engine = open_database(settings.database_url, settings.database_busy_timeout)
+        # Database reads and argon2 run here, off the event loop.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="roxgate-io")
+        self.writer = GroupCommitWriter(self.engine, settings.commit_max_rows)
+        self.auth = Authenticator(
+            self.engine,
+            self.run,
+            cache_seconds=settings.auth_cache_seconds,
+            max_failures=settings.login_max_failures,
+            lock_seconds=settings.login_lock_seconds,
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def stop(self) -> None:
+        self.writer.stop()
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()

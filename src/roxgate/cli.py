@@ -1,0 +1,434 @@
+"""The ``roxgate`` command (SPEC.md §5)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from roxgate.config import Settings
+
+DEMO_ACCOUNT = "CI00000001"
+DEMO_USER = "demo@example.com"
+DEMO_CREDENTIALS_FILE = ".roxgate-demo-credentials"
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return Settings.load(ctx.obj.get("config"))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"configuration: {exc}") from exc
+
+
+def _engine(ctx: click.Context) -> Any:
+    from roxgate.store.engine import open_database
+
+    return open_database(_settings(ctx).database_url)
+
+
+def _admin(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from roxgate.accounts.admin import AdminError
+
+    try:
+        return action(*args, **kwargs)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _read_password(password: str | None, from_stdin: bool) -> str:
+    if password is not None and from_stdin:
+        raise click.UsageError("give --password or --password-stdin, not both")
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            raise click.UsageError("no password on standard input")
+        return value
+    if password is not None:
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    text = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for t in text:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+
+
+@click.group()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML settings file.")
+@click.version_option(package_name="roxgate")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """roxgate: a self-hosted SMS gateway speaking the ROX JSON API."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@main.command()
+@click.option(
+    "--role", type=click.Choice(["all", "api", "worker"]), default="all", show_default=True
+)
+@click.pass_context
+def serve(ctx: click.Context, role: str) -> None:
+    """Run the gateway (HTTP API; scheduler and workers arrive with later releases)."""
+    import uvicorn
+
+    from roxgate.api.app import create_app
+
+    settings = _settings(ctx)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if role == "worker":
+        raise click.ClickException("--role worker needs the dispatcher, which is not built yet")
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop=loop,
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    click.echo(
+        f"roxgate serving on http://{settings.host}:{settings.port} "
+        f"(database {settings.database_url}, carrier {settings.carrier})",
+        err=True,
+    )
+    uvicorn.Server(config).run()
+
+
+# --- accounts ----------------------------------------------------------------
+
+
+@main.group()
+def account() -> None:
+    """Create and manage customer accounts."""
+
+
+@account.command("add")
+@click.argument("account_id")
+@click.option("--name", required=True)
+@click.option(
+    "--region", default="AU", show_default=True, help="Default region for national numbers."
+)
+@click.option(
+    "--tz-offset", type=int, default=0, show_default=True, help="Minutes; UTC+10:00 is -600."
+)
+@click.option("--sender-id", help="Alphanumeric (≤11) or numeric sender id.")
+@click.option("--credits", type=int, help="Credit balance (one per SMS part); unlimited if unset.")
+@click.option("--allow-nets", help="Comma-separated CIDRs allowed to call the API.")
+@click.option("--allow-countries", help="Comma-separated ISO regions allowed as destinations.")
+@click.option("--no-api", is_flag=True, help="Create with API access disabled (2008).")
+@click.pass_context
+def account_add(
+    ctx: click.Context,
+    account_id: str,
+    name: str,
+    region: str,
+    tz_offset: int,
+    sender_id: str | None,
+    credits: int | None,
+    allow_nets: str | None,
+    allow_countries: str | None,
+    no_api: bool,
+) -> None:
+    """Create an account; prints its callback secret."""
+    from roxgate.accounts.admin import add_account
+
+    created = _admin(
+        add_account,
+        _engine(ctx),
+        account_id,
+        name,
+        region=region,
+        tz_offset=tz_offset,
+        sender_id=sender_id,
+        credits=credits,
+        allowed_nets=allow_nets,
+        allowed_countries=allow_countries,
+        api_enabled=not no_api,
+    )
+    click.echo(f"account: {created.id}")
+    click.echo(f"callback_secret: {created.callback_secret}")
+
+
+@account.command("list")
+@click.pass_context
+def account_list(ctx: click.Context) -> None:
+    """List accounts."""
+    from roxgate.accounts.admin import list_accounts
+
+    _table(
+        _admin(list_accounts, _engine(ctx)),
+        [
+            "id",
+            "name",
+            "status",
+            "region",
+            "tz_offset",
+            "sender_id",
+            "credits",
+            "allowed_countries",
+            "allowed_nets",
+            "api_enabled",
+        ],
+    )
+
+
+def _optional(value: str | None) -> Any:
+    """Flag value for update_account: absent leaves alone, "" or "none" clears."""
+    from roxgate.accounts.admin import _UNSET
+
+    if value is None:
+        return _UNSET
+    return None if value.lower() in ("", "none") else value
+
+
+@account.command("set")
+@click.argument("account_id")
+@click.option("--name")
+@click.option("--region")
+@click.option("--tz-offset", type=int)
+@click.option("--sender-id", help='"none" clears it.')
+@click.option("--credits", help='A number, or "none" for unlimited.')
+@click.option("--allow-nets", help='Comma-separated CIDRs, or "none".')
+@click.option("--allow-countries", help='Comma-separated ISO regions, or "none".')
+@click.option("--api/--no-api", default=None, help="Enable or disable API access.")
+@click.pass_context
+def account_set(
+    ctx: click.Context,
+    account_id: str,
+    name: str | None,
+    region: str | None,
+    tz_offset: int | None,
+    sender_id: str | None,
+    credits: str | None,
+    allow_nets: str | None,
+    allow_countries: str | None,
+    api: bool | None,
+) -> None:
+    """Change an account's settings."""
+    from roxgate.accounts.admin import update_account
+
+    credit_value = _optional(credits)
+    if isinstance(credit_value, str):
+        try:
+            credit_value = int(credit_value)
+        except ValueError as exc:
+            raise click.BadParameter("credits must be a whole number or none") from exc
+    _admin(
+        update_account,
+        _engine(ctx),
+        account_id,
+        name=name,
+        region=region,
+        tz_offset=tz_offset,
+        sender_id=_optional(sender_id),
+        credits=credit_value,
+        allowed_nets=_optional(allow_nets),
+        allowed_countries=_optional(allow_countries),
+        api_enabled=api,
+    )
+    click.echo(f"account {account_id} updated")
+
+
+@account.command("suspend")
+@click.argument("account_id")
+@click.pass_context
+def account_suspend(ctx: click.Context, account_id: str) -> None:
+    """Suspend an account: its requests get 2004."""
+    from roxgate.accounts.admin import update_account
+
+    _admin(update_account, _engine(ctx), account_id, status="suspended")
+    click.echo(f"account {account_id} suspended")
+
+
+@account.command("resume")
+@click.argument("account_id")
+@click.pass_context
+def account_resume(ctx: click.Context, account_id: str) -> None:
+    """Resume a suspended account."""
+    from roxgate.accounts.admin import update_account
+
+    _admin(update_account, _engine(ctx), account_id, status="active")
+    click.echo(f"account {account_id} active")
+
+
+@account.command("block")
+@click.argument("account_id")
+@click.argument("numbers", nargs=-1, required=True)
+@click.option("--remove", is_flag=True, help="Take the numbers off the block list.")
+@click.pass_context
+def account_block(
+    ctx: click.Context, account_id: str, numbers: tuple[str, ...], remove: bool
+) -> None:
+    """Add numbers to an account's block list (sends to them get 2037)."""
+    from roxgate.accounts.admin import change_number_list
+
+    done = _admin(change_number_list, _engine(ctx), account_id, "block", list(numbers), not remove)
+    click.echo(f"{'unblocked' if remove else 'blocked'}: {', '.join(done)}")
+
+
+# --- users -------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Create and manage the users who send through an account."""
+
+
+@user.command("add")
+@click.argument("account_id")
+@click.argument("email")
+@click.option("--password", help="Visible in `ps`; prefer --password-stdin or the prompt.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--mobile", help="For replies by SMS (ReplyType S/B).")
+@click.pass_context
+def user_add(
+    ctx: click.Context,
+    account_id: str,
+    email: str,
+    password: str | None,
+    password_stdin: bool,
+    mobile: str | None,
+) -> None:
+    """Add a user to an account."""
+    from roxgate.accounts.admin import add_user
+
+    secret = _read_password(password, password_stdin)
+    _admin(add_user, _engine(ctx), account_id, email, secret, mobile)
+    click.echo(f"user {email.strip().lower()} added to {account_id}")
+
+
+@user.command("list")
+@click.argument("account_id", required=False)
+@click.pass_context
+def user_list(ctx: click.Context, account_id: str | None) -> None:
+    """List users (of one account, or all)."""
+    from roxgate.accounts.admin import list_users
+
+    rows = _admin(list_users, _engine(ctx), account_id)
+    for row in rows:
+        until = row.pop("locked_until")
+        locked = until is not None and until > datetime.now(UTC).timestamp() * 1000
+        row["locked"] = "yes" if locked else ""
+    _table(rows, ["account_id", "email", "status", "mobile", "failed_logins", "locked"])
+
+
+@user.command("passwd")
+@click.argument("account_id")
+@click.argument("email")
+@click.option("--password", help="Visible in `ps`; prefer --password-stdin or the prompt.")
+@click.option("--password-stdin", is_flag=True)
+@click.pass_context
+def user_passwd(
+    ctx: click.Context, account_id: str, email: str, password: str | None, password_stdin: bool
+) -> None:
+    """Set a user's password (also lifts a lock)."""
+    from roxgate.accounts.admin import set_password
+
+    _admin(set_password, _engine(ctx), account_id, email, _read_password(password, password_stdin))
+    click.echo("password changed")
+
+
+@user.command("disable")
+@click.argument("account_id")
+@click.argument("email")
+@click.pass_context
+def user_disable(ctx: click.Context, account_id: str, email: str) -> None:
+    """Disable a user: its requests get 2005."""
+    from roxgate.accounts.admin import set_user_status
+
+    _admin(set_user_status, _engine(ctx), account_id, email, "disabled")
+    click.echo(f"user {email} disabled")
+
+
+@user.command("enable")
+@click.argument("account_id")
+@click.argument("email")
+@click.pass_context
+def user_enable(ctx: click.Context, account_id: str, email: str) -> None:
+    """Enable a disabled user."""
+    from roxgate.accounts.admin import set_user_status
+
+    _admin(set_user_status, _engine(ctx), account_id, email, "active")
+    click.echo(f"user {email} enabled")
+
+
+@user.command("unlock")
+@click.argument("account_id")
+@click.argument("email")
+@click.pass_context
+def user_unlock(ctx: click.Context, account_id: str, email: str) -> None:
+    """Lift a lock after failed logins."""
+    from roxgate.accounts.admin import unlock_user
+
+    _admin(unlock_user, _engine(ctx), account_id, email)
+    click.echo(f"user {email} unlocked")
+
+
+# --- demo --------------------------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Create the demo account and user if absent and print a first send command.
+
+    The demo password is kept in .roxgate-demo-credentials (mode 600) in the
+    working folder, never on a command line.
+    """
+    from roxgate.accounts.admin import AdminError, add_account, add_user, set_password
+
+    settings = _settings(ctx)
+    engine = _engine(ctx)
+    path = Path(DEMO_CREDENTIALS_FILE)
+    password = path.read_text().strip() if path.exists() else ""
+    with contextlib.suppress(AdminError):  # already there
+        add_account(engine, DEMO_ACCOUNT, "Demo account", region="AU", tz_offset=-600)
+    if not password:
+        password = secrets.token_urlsafe(12)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        try:
+            add_user(engine, DEMO_ACCOUNT, DEMO_USER, password)
+        except AdminError:
+            set_password(engine, DEMO_ACCOUNT, DEMO_USER, password)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    click.echo(
+        f"""
+Demo account {DEMO_ACCOUNT}, user {DEMO_USER} (password in {DEMO_CREDENTIALS_FILE}).
+Send a first message with:
+
+curl -s http://{host}:{settings.port}/smsapi/send -d '{{
+  "Name": "ROX_API_Request", "Version": 1.1, "Product": "demo",
+  "Sender": {{"AccountId": "{DEMO_ACCOUNT}", "Username": "{DEMO_USER}", "Password": "{password}"}},
+  "Messages": {{"Count": 1, "1": {{"DestTn": "+61407555001", "SMSText": "Hello from roxgate"}}}}
+}}'
+"""
+    )

@@ -1,0 +1,71 @@
+"""Settings from the environment (``ROXGATE_*``) or a TOML file given by ``--config``.
+
+The environment wins over the file, so an operator can override one key of a
+shared file for a single process.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ROXGATE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite:///roxgate.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    carrier: str = "sim"
+    smtp_url: str = ""
+    mail_from: str = "roxgate@localhost"
+    callback_allow_nets: str = ""
+    callback_retry: str = "5,30,120,600,1800,3600"
+    callback_timeout: float = 10.0
+    # Largest accepted POST body; 500 recipients of 10-part UCS-2 texts need ~2 MiB.
+    max_body_bytes: int = 4 * 1024 * 1024
+    # Longest message, in SMS parts; longer texts are rejected with 2034.
+    max_parts: int = 10
+    # How long a successful password verification is reused (seconds; 0 disables).
+    auth_cache_seconds: float = 60.0
+    # Consecutive failed logins before a user is locked, and for how long.
+    login_max_failures: int = 5
+    login_lock_seconds: int = 15 * 60
+    # How long an Idempotency-Key is remembered.
+    idempotency_hours: int = 24
+    # How long a write waits for a locked SQLite database before answering 2100.
+    database_busy_timeout: float = 10.0
+    # Most message rows the group-commit writer puts in one transaction.
+    commit_max_rows: int = 20000
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, config_file: str | os.PathLike[str] | None = None) -> Settings:
+        values: dict[str, Any] = {}
+        if config_file:
+            with Path(config_file).open("rb") as fh:
+                values.update({k.lower(): v for k, v in tomllib.load(fh).items()})
+        for f in fields(cls):
+            env = os.environ.get(ENV_PREFIX + f.name.upper())
+            if env is not None and env != "":
+                values[f.name] = env
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        converted: dict[str, Any] = {}
+        for name, raw in values.items():
+            kind = type(getattr(cls(), name))
+            try:
+                converted[name] = kind(raw)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"setting {name}: cannot read {raw!r} as {kind.__name__}") from exc
+        return cls(**converted)
+
+    @property
+    def callback_allow_net_list(self) -> list[str]:
+        return [n.strip() for n in self.callback_allow_nets.split(",") if n.strip()]

@@ -1,0 +1,80 @@
+"""Opening the database and bringing its schema up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> None:
+    # We manage transactions ourselves (BEGIN IMMEDIATE below), so the driver
+    # must not open them implicitly behind our back.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run while the writer commits; synchronous=FULL fsyncs
+    # the WAL on every commit so "0000" survives power loss, not only a crash.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A transaction that reads and then writes must take the write lock up
+    # front: in WAL mode upgrading a read fails with SQLITE_BUSY at once,
+    # without waiting. Such callers ask with ``immediate(engine)``; plain reads
+    # stay deferred so they never queue behind the writer.
+    if conn.get_execution_options().get("sqlite_begin") == "immediate":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def immediate(engine: Engine) -> Engine:
+    """The same engine, whose transactions take the SQLite write lock at BEGIN."""
+    return engine.execution_options(sqlite_begin="immediate")
+
+
+def normalise_url(url: str) -> str:
+    """Accept the plain driver-less URLs operators write (postgresql://)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
+            pool_size=8,
+            max_overflow=8,
+        )
+        event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_timeout))
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every pending Alembic migration (run at each start)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_database(url: str, busy_timeout: float = 10.0) -> Engine:
+    engine = make_engine(url, busy_timeout)
+    migrate(engine)
+    return engine

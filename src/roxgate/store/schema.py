@@ -1,0 +1,128 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+Times are stored as integer milliseconds since the Unix epoch (UTC): no
+per-row conversion cost on the hot insert path, one meaning on SQLite and
+PostgreSQL alike, and trivially ordered. Ids of requests and messages are
+time-ordered UUIDs (v7) kept as their 36-character text form.
+
+Alembic migrations in ``migrations/versions`` create and change these tables;
+this module is what the code queries against, and a test checks both agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(10), primary_key=True),  # CI + 8 digits
+    Column("name", String(200), nullable=False),
+    Column("region", String(2), nullable=False),  # default region for national numbers
+    Column("tz_offset", Integer, nullable=False),  # minutes, getTimezoneOffset sign
+    Column("status", String(16), nullable=False),  # active | suspended
+    Column("api_enabled", Boolean, nullable=False),
+    Column("sender_id", String(16)),
+    Column("allowed_nets", Text),  # comma-separated CIDRs; NULL = any source
+    Column("allowed_countries", Text),  # comma-separated ISO regions; NULL = any
+    Column("credits", BigInteger),  # NULL = unlimited; one credit per SMS part
+    Column("callback_secret", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(10), ForeignKey("accounts.id"), nullable=False),
+    Column("email", String(254), nullable=False),  # stored lower-cased
+    Column("password_hash", Text, nullable=False),  # argon2id, PHC string
+    Column("mobile", String(20)),
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "email", name="uq_users_account_email"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(10), nullable=False),
+    Column("user_id", Integer, nullable=False),
+    Column("product", String(100)),
+    Column("client_ip", String(45)),
+    Column("idempotency_key", String(255)),
+    Column("recipients", Integer, nullable=False),
+    Column("queued", Integer, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Index("ix_requests_account_received", "account_id", "received_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(36), primary_key=True),  # SMSId
+    Column("request_id", String(36), nullable=False),
+    Column("account_id", String(10), nullable=False),
+    Column("user_id", Integer, nullable=False),
+    Column("product", String(100)),
+    Column("dest_tn", String(20), nullable=False),  # E.164
+    Column("dest_country", String(3), nullable=False),
+    Column("dest_name", String(255)),
+    Column("dest_email", String(255)),
+    Column("text", Text, nullable=False),
+    Column("encoding", String(8), nullable=False),  # gsm | ucs2
+    Column("parts", Integer, nullable=False),
+    Column("due_at", BigInteger, nullable=False),
+    Column("receipt_flag", Integer, nullable=False),
+    Column("receipt_url", Text),
+    Column("reply_type", String(1), nullable=False),
+    Column("reply_url", Text),
+    Column("status", String(16), nullable=False),  # queued → … (see docs)
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_messages_status_due", "status", "due_at"),
+    Index("ix_messages_request", "request_id"),
+    Index("ix_messages_account_dest", "account_id", "dest_tn"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(10), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", LargeBinary(32), nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_idempotency_created", "created_at"),
+)
+
+# Numbers an account must not send to: its own block list ("block") and
+# recipients who replied STOP ("optout"). One table, one lookup per request.
+number_lists = Table(
+    "number_lists",
+    metadata,
+    Column("account_id", String(10), primary_key=True),
+    Column("number", String(20), primary_key=True),  # E.164
+    Column("kind", String(8), primary_key=True),  # block | optout
+    Column("created_at", BigInteger, nullable=False),
+)

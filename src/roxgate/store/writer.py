@@ -1,0 +1,245 @@
+"""Group commit: one writer thread stores many requests in one transaction.
+
+Request handlers hand over a fully built :class:`Intake` and await its
+outcome; the writer drains whatever is waiting, decides credits and
+idempotency for each request in order (it is the only writer, so those
+decisions are race-free), inserts everything, commits once (one fsync) and
+only then answers each handler. A request is never answered ``0000`` before
+its commit, and a failed commit leaves nothing of it behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from roxgate.store.engine import immediate
+from roxgate.store.schema import accounts, idempotency_keys, messages, requests
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    STORED = "stored"
+    NO_CREDIT = "no_credit"
+    IDEMPOTENT_REPLAY = "replay"
+    IDEMPOTENCY_CONFLICT = "conflict"
+    UNAVAILABLE = "unavailable"  # the database refused (locked, full, down)
+    FAILED = "failed"  # a bug: nothing stored
+
+
+@dataclass(slots=True)
+class Idempotency:
+    key: str
+    request_hash: bytes
+    not_before_ms: int
+
+
+@dataclass(slots=True)
+class Intake:
+    account_id: str
+    request_row: dict[str, Any]
+    message_rows: list[dict[str, Any]]
+    parts: int  # credits this request costs
+    response: bytes
+    idempotency: Idempotency | None = None
+    # Filled in by the writer:
+    outcome: Outcome = Outcome.FAILED
+    replay: bytes = b""
+    _future: asyncio.Future[None] | None = field(default=None, repr=False)
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: Engine, max_rows: int = 20_000) -> None:
+        self._engine = immediate(engine)
+        self._max_rows = max_rows
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="roxgate-writer", daemon=True)
+        self._stopping = False
+        self.batches = 0  # transactions committed, for benchmarks
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what was handed over, then stop."""
+        self._stopping = True
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    async def submit(self, intake: Intake) -> Intake:
+        if self._stopping:
+            intake.outcome = Outcome.UNAVAILABLE
+            return intake
+        loop = asyncio.get_running_loop()
+        intake._future = loop.create_future()
+        self._queue.put((loop, intake))
+        await intake._future
+        return intake
+
+    # --- writer thread ---------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            rows = len(first[1].message_rows)
+            stop_after = False
+            while rows < self._max_rows:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)
+                rows += len(item[1].message_rows)
+            self._commit_batch([intake for _, intake in batch])
+            for loop, intake in batch:
+                loop.call_soon_threadsafe(_resolve, intake._future)
+            if stop_after:
+                return
+
+    def _commit_batch(self, batch: list[Intake]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                self._write(conn, batch)
+            self.batches += 1
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+            log.warning("group commit of %d requests failed; retrying one by one", len(batch))
+        # One bad request must not take the others down with it.
+        for intake in batch:
+            try:
+                with self._engine.begin() as conn:
+                    self._write(conn, [intake])
+            except Exception as exc:
+                self._fail(intake, exc)
+
+    @staticmethod
+    def _fail(intake: Intake, exc: Exception) -> None:
+        if isinstance(exc, OperationalError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            reason = exc.orig if isinstance(exc, DBAPIError) else exc
+            log.error(
+                "database unavailable, request %s not stored: %s", intake.request_row["id"], reason
+            )
+            intake.outcome = Outcome.UNAVAILABLE
+        else:
+            log.exception("storing request %s failed", intake.request_row["id"])
+            intake.outcome = Outcome.FAILED
+
+    def _write(self, conn: Connection, batch: list[Intake]) -> None:
+        credits_left = self._load_credits(conn, batch)
+        seen_keys: dict[tuple[str, str], Intake] = {}
+        stored: list[Intake] = []
+        for intake in batch:
+            intake.outcome = Outcome.STORED
+            idem = intake.idempotency
+            if idem is not None:
+                earlier = seen_keys.get((intake.account_id, idem.key))
+                previous = (
+                    (earlier.idempotency.request_hash, earlier.response)  # type: ignore[union-attr]
+                    if earlier is not None
+                    else self._load_key(conn, intake.account_id, idem)
+                )
+                if previous is not None:
+                    if previous[0] == idem.request_hash:
+                        intake.outcome = Outcome.IDEMPOTENT_REPLAY
+                        intake.replay = previous[1]
+                    else:
+                        intake.outcome = Outcome.IDEMPOTENCY_CONFLICT
+                    continue
+            left = credits_left.get(intake.account_id)
+            if left is not None and intake.parts > 0:
+                if intake.parts > left:
+                    intake.outcome = Outcome.NO_CREDIT
+                    continue
+                credits_left[intake.account_id] = left - intake.parts
+            if idem is not None:
+                seen_keys[(intake.account_id, idem.key)] = intake
+            stored.append(intake)
+
+        if not stored:
+            return
+        conn.execute(insert(requests), [i.request_row for i in stored])
+        rows = [row for i in stored for row in i.message_rows]
+        if rows:
+            conn.execute(insert(messages), rows)
+        keyed = [i for i in stored if i.idempotency is not None]
+        if keyed:
+            # An expired key of the same name may still be there: replace it.
+            for i in keyed:
+                conn.execute(
+                    delete(idempotency_keys).where(
+                        idempotency_keys.c.account_id == i.account_id,
+                        idempotency_keys.c.key == i.idempotency.key,  # type: ignore[union-attr]
+                    )
+                )
+            conn.execute(
+                insert(idempotency_keys),
+                [
+                    {
+                        "account_id": i.account_id,
+                        "key": i.idempotency.key,  # type: ignore[union-attr]
+                        "request_hash": i.idempotency.request_hash,  # type: ignore[union-attr]
+                        "response": i.response,
+                        "created_at": i.request_row["received_at"],
+                    }
+                    for i in keyed
+                ],
+            )
+        spent: dict[str, int] = {}
+        for i in stored:
+            if credits_left.get(i.account_id) is not None and i.parts:
+                spent[i.account_id] = spent.get(i.account_id, 0) + i.parts
+        for account_id, parts in spent.items():
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(credits=accounts.c.credits - parts)
+            )
+
+    @staticmethod
+    def _load_credits(conn: Connection, batch: list[Intake]) -> dict[str, int | None]:
+        ids = sorted({i.account_id for i in batch})
+        rows = conn.execute(select(accounts.c.id, accounts.c.credits).where(accounts.c.id.in_(ids)))
+        return {account_id: credits for account_id, credits in rows}
+
+    @staticmethod
+    def _load_key(
+        conn: Connection, account_id: str, idem: Idempotency
+    ) -> tuple[bytes, bytes] | None:
+        row = conn.execute(
+            select(idempotency_keys.c.request_hash, idempotency_keys.c.response).where(
+                and_(
+                    idempotency_keys.c.account_id == account_id,
+                    idempotency_keys.c.key == idem.key,
+                    idempotency_keys.c.created_at >= idem.not_before_ms,
+                )
+            )
+        ).first()
+        return (bytes(row[0]), bytes(row[1])) if row is not None else None
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
