@@ -34,8 +34,11 @@ def _unmapped(address: IPAddress) -> IPAddress:
 
 def is_internal(address: IPAddress) -> bool:
     address = _unmapped(address)
+    # ``not is_global`` also covers the special-purpose blocks the named
+    # checks miss, such as carrier-grade NAT (100.64.0.0/10) and documentation ranges.
     return (
-        address.is_loopback
+        not address.is_global
+        or address.is_loopback
         or address.is_private
         or address.is_link_local
         or address.is_multicast

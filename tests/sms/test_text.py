@@ -50,7 +50,7 @@ GSM_EXT = {
 def units_of(part: str, encoding: str) -> int:
     if encoding == GSM7:
         return sum(2 if c in GSM_EXT else 1 for c in part)
-    return len(part.encode("utf-16-be")) // 2
+    return len(part.encode("utf-16-be", "surrogatepass")) // 2
 
 
 def reference_parts(text: str) -> list[str]:
@@ -241,6 +241,35 @@ def test_emoji_in_100_char_ascii_text() -> None:
     assert split_parts(text) == ["a" * 50 + EMOJI + "a" * 15, "a" * 34]
 
 
+def test_extension_chars_then_non_gsm_is_ucs2() -> None:
+    text = "{€}" * 30 + "й"
+    assert measure(text) == TextMeasure(UCS2, 91, 2)
+    assert not is_gsm7(text)
+
+
+def test_long_texts_beyond_precomputed_tables() -> None:
+    assert measure("a" * 2000) == TextMeasure(GSM7, 2000, 14)
+    assert measure("й" * 2000) == TextMeasure(UCS2, 2000, 30)
+    assert measure("€" * 2000) == TextMeasure(GSM7, 4000, 27)  # 76 per part
+    assert measure(EMOJI * 2000) == TextMeasure(UCS2, 4000, 61)  # 33 per part
+    assert len(split_parts("a" * 2000)) == 14
+
+
+def test_measure_results_are_shared_and_frozen() -> None:
+    m = measure("hello")
+    assert m is measure("world")
+    with pytest.raises(AttributeError):
+        m.parts = 2  # type: ignore[misc]
+
+
+def test_lone_surrogates_count_one_unit() -> None:
+    text = "\ud83d" + "a" * 70
+    assert measure(text) == TextMeasure(UCS2, 71, 2)
+    assert split_parts(text) == ["\ud83d" + "a" * 66, "a" * 4]
+    with pytest.raises(ValueError):
+        encode_ucs2(text)
+
+
 # --- split_parts ---------------------------------------------------------------------
 
 
@@ -283,6 +312,7 @@ texts = st.one_of(
     st.text(alphabet=st.sampled_from(sorted(GSM_EXT)) | st.sampled_from("ab"), max_size=800),
     st.text(max_size=400),
     st.text(alphabet=st.sampled_from(["a", "й", EMOJI, "€", "\U0010ffff"]), max_size=400),
+    st.text(alphabet=st.sampled_from(["a", "{", "\ud83d", "\ude00", EMOJI]), max_size=300),
 )
 
 
@@ -304,5 +334,5 @@ def test_property_split_parts(text: str) -> None:
     if m.encoding == GSM7:
         assert len(encode_gsm7(text)) == m.units
         assert all(measure(p).encoding == GSM7 for p in parts)
-    else:
+    elif not any("\ud800" <= c <= "\udfff" for c in text):
         assert len(encode_ucs2(text)) == 2 * m.units

@@ -78,6 +78,11 @@ class Authenticator:
         self._cache_key = secrets.token_bytes(32)
         self._verify_slot = asyncio.Semaphore(1)
         self._inflight: dict[bytes, asyncio.Lock] = {}
+        # Counters for metrics and tests: argon2 verifications run, and the
+        # most that ever ran at once (must stay 1).
+        self.verifications = 0
+        self.peak_concurrent_verifications = 0
+        self._verifying = 0
 
     def _key(self, account_id: str, email: str, password: str) -> bytes:
         material = "\x00".join((account_id, email, password)).encode("utf-8", "surrogatepass")
@@ -129,7 +134,15 @@ class Authenticator:
                 if self._cached(key, login["password_hash"]):
                     return
                 async with self._verify_slot:
-                    ok = await self._run(verify_password, login["password_hash"], password)
+                    self.verifications += 1
+                    self._verifying += 1
+                    self.peak_concurrent_verifications = max(
+                        self.peak_concurrent_verifications, self._verifying
+                    )
+                    try:
+                        ok = await self._run(verify_password, login["password_hash"], password)
+                    finally:
+                        self._verifying -= 1
                 if not ok:
                     locked = await self._run(
                         reads.record_login_failure,

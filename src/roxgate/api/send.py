@@ -179,7 +179,7 @@ def _build_intake(
 ) -> Intake:
     now_ms = int(now.timestamp() * 1000)
     sms_ids: list[str | None] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []  # MESSAGE_COLUMNS order
     for recipient in batch.recipients:
         if recipient.result is not Result.OK:
             sms_ids.append(None)
@@ -187,28 +187,28 @@ def _build_intake(
         sms_id = new_id()
         sms_ids.append(sms_id)
         rows.append(
-            {
-                "id": sms_id,
-                "request_id": request_id,
-                "account_id": account_id,
-                "user_id": user_id,
-                "product": product,
-                "dest_tn": recipient.dest_tn,
-                "dest_country": recipient.dest_country,
-                "dest_name": recipient.dest_name,
-                "dest_email": recipient.dest_email,
-                "text": recipient.text,
-                "encoding": recipient.encoding,
-                "parts": recipient.parts,
-                "due_at": batch.due_ms,
-                "receipt_flag": batch.receipt_flag,
-                "receipt_url": batch.receipt_url,
-                "reply_type": batch.reply_type,
-                "reply_url": batch.reply_url,
-                "status": "queued",
-                "created_at": now_ms,
-                "updated_at": now_ms,
-            }
+            (
+                sms_id,
+                request_id,
+                account_id,
+                user_id,
+                product,
+                recipient.dest_tn,
+                recipient.dest_country,
+                recipient.dest_name,
+                recipient.dest_email,
+                recipient.text,
+                recipient.encoding,
+                recipient.parts,
+                batch.due_ms,
+                batch.receipt_flag,
+                batch.receipt_url,
+                batch.reply_type,
+                batch.reply_url,
+                "queued",
+                now_ms,
+                now_ms,
+            )
         )
     response = success_body(
         request_id, batch.recipients, sms_ids, format_utc(batch.due_ms), format_utc(now_ms)

@@ -85,7 +85,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_messages_status_due", "messages", ["status", "due_at"])
     op.create_index("ix_messages_request", "messages", ["request_id"])
-    op.create_index("ix_messages_account_dest", "messages", ["account_id", "dest_tn"])
     op.create_table(
         "idempotency_keys",
         sa.Column("account_id", sa.String(10), primary_key=True),
