@@ -50,7 +50,9 @@ def build_body(n: int, recipients: int, global_text: bool) -> bytes:
         messages[str(i + 1)] = {
             "DestTn": f"+614{(n * recipients + i) % 100_000_000:08d}",
             "DestName": f"Customer {i}",
-            "SMSText": f"Hi Customer {i}, your appointment is on {1 + i % 28:02d}-Dec at 10:{i % 60:02d}.",
+            "SMSText": (
+                f"Hi Customer {i}, your appointment is on {1 + i % 28:02d}-Dec at 10:{i % 60:02d}."
+            ),
         }
     body = {
         "Name": "ROX_API_Request",
