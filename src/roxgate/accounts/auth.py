@@ -67,9 +67,13 @@ class Authenticator:
         max_failures: int = 5,
         lock_seconds: int = 900,
         cache_size: int = 10_000,
+        read: RunInThread | None = None,
     ) -> None:
+        """``run`` runs blocking work (argon2, writes) off the loop; ``read`` runs the
+        per-request user lookup (by default also ``run``)."""
         self._engine = engine
         self._run = run
+        self._read = read or run
         self._cache_seconds = cache_seconds
         self._max_failures = max_failures
         self._lock_ms = lock_seconds * 1000
@@ -112,7 +116,7 @@ class Authenticator:
     ) -> Principal:
         """The sender's principal, or RoxError with the code SPEC.md §2 gives."""
         email = email.strip().lower()
-        login = await self._run(reads.load_login, self._engine, account_id, email)
+        login = await self._read(reads.load_login, self._engine, account_id, email)
         if login is None:
             # Unknown account and unknown user answer exactly like a wrong password.
             raise RoxError(Result.AUTH_FAILED, "Authentication failed")

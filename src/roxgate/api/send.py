@@ -64,7 +64,7 @@ async def send(request: Request) -> Response:
         )
         idem = _idempotency(request, body, gateway)
         if idem is not None:
-            found = await gateway.run(
+            found = await gateway.read(
                 reads.find_idempotent,
                 gateway.engine,
                 principal.account_id,
@@ -105,8 +105,8 @@ async def send(request: Request) -> Response:
             now,
         )
         await gateway.writer.submit(intake)
-        body_out = _outcome_body(intake, request_id, parts)
-        _log(request_id, account, intake.outcome.value, started)
+        code, body_out = _outcome_body(intake, request_id, parts)
+        _log(request_id, account, code, started)
         return _answer(body_out)
     except RoxError as err:
         _log(request_id, account, err.code.value, started)
@@ -142,7 +142,7 @@ async def _apply_number_lists(gateway: Gateway, account_id: str, batch: Batch) -
     accepted = batch.accepted
     if not accepted:
         return
-    listed = await gateway.run(
+    listed = await gateway.read(
         reads.listed_numbers, gateway.engine, account_id, [r.dest_tn for r in accepted]
     )
     if not listed:
@@ -233,30 +233,28 @@ def _build_intake(
     )
 
 
-def _outcome_body(intake: Intake, request_id: str, parts: int) -> bytes:
+def _outcome_body(intake: Intake, request_id: str, parts: int) -> tuple[str, bytes]:
+    """The result code (for the log) and the answer for what the writer decided."""
     match intake.outcome:
         case Outcome.STORED:
-            return intake.response
+            return Result.OK.value, intake.response
         case Outcome.IDEMPOTENT_REPLAY:
-            return intake.replay
+            return "0000 (replay)", intake.replay
         case Outcome.IDEMPOTENCY_CONFLICT:
-            return error_body(
+            code, text = (
                 Result.IDEMPOTENCY_CONFLICT,
                 "Idempotency-Key was already used with a different request",
-                request_id,
             )
         case Outcome.NO_CREDIT:
-            return error_body(
+            code, text = (
                 Result.NO_CREDIT,
                 f"Insufficient credit: this request needs {parts} credits; nothing was queued",
-                request_id,
             )
         case Outcome.UNAVAILABLE:
-            return error_body(Result.UNAVAILABLE, UNAVAILABLE_TEXT, request_id)
+            code, text = Result.UNAVAILABLE, UNAVAILABLE_TEXT
         case _:
-            return error_body(
-                Result.INTERNAL_ERROR, "Internal error: nothing was queued, retry", request_id
-            )
+            code, text = Result.INTERNAL_ERROR, "Internal error: nothing was queued, retry"
+    return code.value, error_body(code, text, request_id)
 
 
 def _log(request_id: str, account: str, result: str, started: float) -> None:
