@@ -179,7 +179,7 @@ def _build_intake(
 ) -> Intake:
     now_ms = int(now.timestamp() * 1000)
     sms_ids: list[str | None] = []
-    rows: list[tuple[Any, ...]] = []  # MESSAGE_COLUMNS order
+    rows: list[tuple[Any, ...]] = []  # MESSAGE_RECIPIENT_COLUMNS order
     for recipient in batch.recipients:
         if recipient.result is not Result.OK:
             sms_ids.append(None)
@@ -189,10 +189,6 @@ def _build_intake(
         rows.append(
             (
                 sms_id,
-                request_id,
-                account_id,
-                user_id,
-                product,
                 recipient.dest_tn,
                 recipient.dest_country,
                 recipient.dest_name,
@@ -200,16 +196,22 @@ def _build_intake(
                 recipient.text,
                 recipient.encoding,
                 recipient.parts,
-                batch.due_ms,
-                batch.receipt_flag,
-                batch.receipt_url,
-                batch.reply_type,
-                batch.reply_url,
-                "queued",
-                now_ms,
-                now_ms,
             )
         )
+    common = (  # MESSAGE_REQUEST_COLUMNS order
+        request_id,
+        account_id,
+        user_id,
+        product,
+        batch.due_ms,
+        batch.receipt_flag,
+        batch.receipt_url,
+        batch.reply_type,
+        batch.reply_url,
+        "queued",
+        now_ms,
+        now_ms,
+    )
     response = success_body(
         request_id, batch.recipients, sms_ids, format_utc(batch.due_ms), format_utc(now_ms)
     )
@@ -226,6 +228,7 @@ def _build_intake(
             "queued": len(rows),
             "received_at": now_ms,
         },
+        message_common=common,
         message_rows=rows,
         parts=parts,
         response=response,

@@ -107,8 +107,21 @@ messages = Table(
     # *submitted* messages) keeps its own structure, written at submission.
 )
 
-# Column order of the tuples the intake path builds for ``messages``.
-MESSAGE_COLUMNS: tuple[str, ...] = tuple(c.name for c in messages.columns)
+# The intake path hands messages to the writer as one tuple of the columns
+# shared by the whole request plus one short tuple per recipient.
+MESSAGE_RECIPIENT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "dest_tn",
+    "dest_country",
+    "dest_name",
+    "dest_email",
+    "text",
+    "encoding",
+    "parts",
+)
+MESSAGE_REQUEST_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in messages.columns if c.name not in MESSAGE_RECIPIENT_COLUMNS
+)
 
 idempotency_keys = Table(
     "idempotency_keys",
