@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,10 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(settings)
         gateway.start()
+        # Everything built so far (metadata, compiled queries, phone tables)
+        # lives for the whole process: keep it out of every future GC scan.
+        gc.collect()
+        gc.freeze()
         app.state.gateway = gateway
         try:
             yield
