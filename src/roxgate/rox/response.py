@@ -29,22 +29,21 @@ def error_body(code: Result, text: str, request_id: str | None = None) -> bytes:
 def success_body(
     request_id: str,
     recipients: Sequence[Recipient],
-    sms_ids: Sequence[str | None],
+    sms_ids: list[str | None],
     due_stamp: str,
     now_stamp: str,
 ) -> bytes:
-    queued = sum(1 for r in recipients if r.result is Result.OK)
     total = len(recipients)
+    queued = total - sms_ids.count(None)
     messages: dict[str, Any] = {"Count": total, "RequestId": request_id}
     for recipient, sms_id in zip(recipients, sms_ids, strict=True):
-        ok = recipient.result is Result.OK
         messages[recipient.key] = {
             "SMSId": sms_id,
             "DestTn": recipient.dest_tn,
-            "Result": recipient.result.value,
+            "Result": recipient.result,  # a StrEnum: orjson writes its value
             "ResultText": recipient.result_text,
             # Queued: when it is due to be sent; rejected: when it was refused.
-            "Timestamp": due_stamp if ok else now_stamp,
+            "Timestamp": now_stamp if sms_id is None else due_stamp,
         }
     return orjson.dumps(
         {

@@ -47,9 +47,8 @@ the metadata; we compile one combined regex per number length).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, NamedTuple
 
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
@@ -57,8 +56,10 @@ from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
 __all__ = ["Normalised", "cache_clear", "cache_info", "normalise", "normalise_slow"]
 
 
-@dataclass(frozen=True, slots=True)
-class Normalised:
+class Normalised(NamedTuple):
+    """A valid number. A NamedTuple: built 500 times a request, and a frozen
+    dataclass's ``__init__`` cost a tenth of the whole fast path."""
+
     e164: str  # "+61407555001"
     region: str  # region_code_for_number, e.g. "AU"; "001" for non-geographic entities
 
