@@ -1,0 +1,1 @@
+"""Carrier connectors: how roxgate hands messages to the operators' SMS centres."""
