@@ -100,6 +100,15 @@ messages = Table(
     Column("status", String(16), nullable=False),  # queued → … (see docs)
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # Sending (migration 0002): the lease of the worker submitting it, how
+    # often it was tried, and how it ended.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_owner", String(64)),
+    Column("lease_until", BigInteger),
+    Column("submitted_at", BigInteger),
+    Column("final_at", BigInteger),
+    Column("result", String(4)),  # ROX code of the final state
+    Column("result_text", Text),
     Index("ix_messages_status_due", "status", "due_at"),
     Index("ix_messages_request", "request_id"),
     # Deliberately no index on dest_tn: numbers arrive in random order and
@@ -119,8 +128,19 @@ MESSAGE_RECIPIENT_COLUMNS: tuple[str, ...] = (
     "encoding",
     "parts",
 )
-MESSAGE_REQUEST_COLUMNS: tuple[str, ...] = tuple(
-    c.name for c in messages.columns if c.name not in MESSAGE_RECIPIENT_COLUMNS
+MESSAGE_REQUEST_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "account_id",
+    "user_id",
+    "product",
+    "due_at",
+    "receipt_flag",
+    "receipt_url",
+    "reply_type",
+    "reply_url",
+    "status",
+    "created_at",
+    "updated_at",
 )
 
 idempotency_keys = Table(
@@ -132,6 +152,47 @@ idempotency_keys = Table(
     Column("response", LargeBinary, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_idempotency_created", "created_at"),
+)
+
+# One row per SMS part submitted to the carrier (migration 0002).
+message_parts = Table(
+    "message_parts",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("part_no", Integer, primary_key=True),  # 1-based
+    Column("carrier_id", String(64)),  # submit_sm_resp message_id
+    Column("status", String(16), nullable=False),  # submitted | delivered | failed
+    Column("carrier_state", String(8)),  # DELIVRD, UNDELIV, …
+    Column("carrier_error", String(16)),
+    Column("submitted_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_message_parts_carrier", "carrier_id"),
+)
+
+# What happened to a message, in order: intake is the row itself; this keeps
+# submits, carrier answers and receipts (migration 0002).
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(36), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("detail", Text),
+    Index("ix_message_events_message", "message_id"),
+)
+
+# Mobile-originated messages from the carrier, stored before they are answered
+# (migration 0002); matching and forwarding come with "Reporting back".
+inbound = Table(
+    "inbound",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("destination", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("matched_message_id", String(36)),
 )
 
 # Numbers an account must not send to: its own block list ("block") and
