@@ -1,0 +1,1 @@
+"""Getting due messages to the carrier and carrier reports back into the store."""
