@@ -11,10 +11,12 @@ its commit, and a failed commit leaves nothing of it behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -95,6 +97,9 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="roxgate-writer", daemon=True)
         self._stopping = False
         self.batches = 0  # transactions committed, for benchmarks
+        # Called (in the writer thread) after a commit that stored messages:
+        # the dispatcher uses it to wake at once.
+        self.on_stored: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -137,7 +142,13 @@ class GroupCommitWriter:
                 rows += len(item[1].message_rows)
             self._commit_batch([intake for _, intake in batch])
             for loop, intake in batch:
-                loop.call_soon_threadsafe(_resolve, intake._future)
+                # A closed loop (its client gone at shutdown) must not kill the writer.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_resolve, intake._future)
+            if self.on_stored is not None and any(
+                i.outcome is Outcome.STORED and i.message_rows for _, i in batch
+            ):
+                self.on_stored()
             if stop_after:
                 return
 
