@@ -1,0 +1,1 @@
+"""Independent SMPP peers (node-smpp) for testing roxgate's connector; see README.md."""
