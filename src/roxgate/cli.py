@@ -84,7 +84,7 @@ def main(ctx: click.Context, config: str | None) -> None:
 )
 @click.pass_context
 def serve(ctx: click.Context, role: str) -> None:
-    """Run the gateway (HTTP API; scheduler and workers arrive with later releases)."""
+    """Run the gateway: HTTP API, and (role all) the dispatcher and carrier link."""
     import uvicorn
 
     from roxgate.api.app import create_app
@@ -100,7 +100,10 @@ def serve(ctx: click.Context, role: str) -> None:
     # and its full collections were the slowest requests of the benchmark.
     gc.set_threshold(50_000, 20, 100)
     if role == "worker":
-        raise click.ClickException("--role worker needs the dispatcher, which is not built yet")
+        raise click.ClickException(
+            "--role worker (dispatch without HTTP) comes with the PostgreSQL scale-out; "
+            "use --role all"
+        )
     try:
         import uvloop  # noqa: F401
 
@@ -108,7 +111,7 @@ def serve(ctx: click.Context, role: str) -> None:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, dispatch=role == "all"),
         host=settings.host,
         port=settings.port,
         loop=loop,

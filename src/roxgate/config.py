@@ -42,6 +42,8 @@ class Settings:
     # Most message rows the group-commit writer puts in one transaction.
     commit_max_rows: int = 20000
     log_level: str = "INFO"
+    # Seconds the built-in simulator waits before its delivery receipt.
+    sim_receipt_delay: float = 1.0
 
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None) -> Settings:

@@ -12,6 +12,11 @@ from sqlalchemy import select
 from roxgate.store.schema import messages, requests
 from tests.conftest import Env, request_body
 
+# SendLater may be at most 365 days ahead, so these use the coming New Year
+# (tests/rox/test_timefmt.py checks the same arithmetic for 2030).
+NEXT = datetime.now(UTC).year + 1
+NEW_YEAR = f"01-Jan-{NEXT} 00:00:01"
+
 
 def message_row(env: Env, sms_id: str) -> dict[str, Any]:
     with env.engine.connect() as conn:
@@ -37,6 +42,8 @@ def test_single_message_is_queued_and_stored(gw: Env) -> None:
         ReceiptCallbackURL="https://hooks.example.com/receipt",
         ReplyType="h",
         ReplyCallbackURL="https://hooks.example.com/reply",
+        # Due in the future, so that the dispatcher leaves it queued for this test.
+        SendLater=NEW_YEAR,
     )
     data = gw.post(body)
     assert data["Result"] == "0000"
@@ -104,12 +111,6 @@ def test_e164_normalisation_in_account_region(gw: Env) -> None:
     data = gw.post(body)
     got = [data["Messages"][str(i)]["DestTn"] for i in range(1, len(numbers) + 1)]
     assert got == list(numbers.values())
-
-
-# SendLater may be at most 365 days ahead, so these use the coming New Year
-# (tests/rox/test_timefmt.py checks the same arithmetic for 2030).
-NEXT = datetime.now(UTC).year + 1
-NEW_YEAR = f"01-Jan-{NEXT} 00:00:01"
 
 
 def test_send_later_with_negative_offset(gw: Env) -> None:

@@ -336,3 +336,13 @@ def test_property_split_parts(text: str) -> None:
         assert all(measure(p).encoding == GSM7 for p in parts)
     elif not any("\ud800" <= c <= "\udfff" for c in text):
         assert len(encode_ucs2(text)) == 2 * m.units
+
+
+def test_decode_gsm7_round_trips_and_is_lenient() -> None:
+    from roxgate.sms.text import decode_gsm7
+
+    text = "Hello {world} €5 @home\nÄÖÑÜ§¿ ~|^[]\\"
+    assert decode_gsm7(encode_gsm7(text)) == text
+    assert decode_gsm7(b"\x1b\x7f") == " "  # unknown extension code
+    assert decode_gsm7(b"a\x1b") == "a"  # trailing escape
+    assert decode_gsm7(b"\xc1") == "A"  # high bit ignored

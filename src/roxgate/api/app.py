@@ -20,11 +20,11 @@ async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, dispatch: bool = True) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(settings)
-        gateway.start()
+        await gateway.start(dispatch)
         # Everything built so far (metadata, compiled queries, phone tables)
         # lives for the whole process: keep it out of every future GC scan.
         gc.collect()
@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            gateway.stop()
+            await gateway.stop()
 
     return Starlette(
         routes=[

@@ -11,7 +11,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from roxgate.accounts.auth import Authenticator
+from roxgate.carriers.connector import SmppCarrier
+from roxgate.carriers.simulator import SmscSimulator
+from roxgate.carriers.smpp.url import parse_carrier_url
 from roxgate.config import Settings
+from roxgate.dispatch.dispatcher import Dispatcher
 from roxgate.netpolicy import parse_nets
 from roxgate.store.engine import open_database
 from roxgate.store.writer import GroupCommitWriter
@@ -32,6 +36,10 @@ class Gateway:
         # query (each hop has to win the GIL back from the busy event loop).
         # Network databases hop to the pool.
         self.read = self._inline if self.engine.dialect.name == "sqlite" else self.run
+        self.simulator: SmscSimulator | None = None
+        self.carrier: SmppCarrier | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
         self.auth = Authenticator(
             self.engine,
             self.run,
@@ -49,10 +57,34 @@ class Gateway:
     async def _inline(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
-    def start(self) -> None:
+    async def start(self, dispatch: bool = True) -> None:
         self.writer.start()
+        if dispatch:
+            await self._start_sending()
 
-    def stop(self) -> None:
+    async def _start_sending(self) -> None:
+        """The carrier link (and the built-in simulator for ``sim``) and the dispatcher."""
+        carrier_url = self.settings.carrier
+        if carrier_url == "sim":
+            self.simulator = SmscSimulator(receipt_delay=self.settings.sim_receipt_delay)
+            await self.simulator.start("127.0.0.1", 0)
+            carrier_url = f"smpp://roxgate:sim@127.0.0.1:{self.simulator.port}?window=100"
+        self.carrier = SmppCarrier(parse_carrier_url(carrier_url), self.engine, self.run)
+        await self.carrier.start()
+        self.dispatcher = Dispatcher(self.engine, self.carrier, self.run)
+        loop = asyncio.get_running_loop()
+        self.writer.on_stored = lambda: loop.call_soon_threadsafe(self.dispatcher.wake)  # type: ignore[union-attr]
+        self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+            if self._dispatch_task is not None:
+                self._dispatch_task.cancel()
+        if self.carrier is not None:
+            await self.carrier.close()
+        if self.simulator is not None:
+            await self.simulator.stop()
         self.writer.stop()
         self._pool.shutdown(wait=True)
         self.engine.dispose()

@@ -320,3 +320,27 @@ def encode_ucs2(text: str) -> bytes:
     A lone surrogate code point in ``text`` raises ``UnicodeEncodeError`` (a
     ``ValueError``)."""
     return text.encode("utf-16-be")
+
+
+_GSM_EXTENSION_BY_CODE: dict[int, str] = {code: char for char, code in _GSM_EXTENSION.items()}
+
+
+def decode_gsm7(data: bytes) -> str:
+    """Decode unpacked GSM 03.38 (one septet per byte), as carriers deliver it.
+
+    Lenient, because it reads what arrives from the network: the high bit is
+    ignored, an unknown extension code reads as a space (the standard's advice
+    for a receiving entity), and a trailing lone escape is dropped.
+    """
+    out: list[str] = []
+    escaped = False
+    for byte in data:
+        septet = byte & 0x7F
+        if escaped:
+            out.append(_GSM_EXTENSION_BY_CODE.get(septet, " "))
+            escaped = False
+        elif septet == 0x1B:
+            escaped = True
+        else:
+            out.append(_GSM_DEFAULT_TABLE[septet])
+    return "".join(out)

@@ -1,0 +1,129 @@
+"""The carrier as the dispatcher sees it: one message in, one outcome out.
+
+``SmppCarrier`` turns a claimed message into submit_sm PDUs (parts, UDH,
+coding, addresses: ``session.submits_for``), submits them on the SMPP
+session(s), and classifies the answers. In the other direction it is the
+session's ``deliver_sm`` handler: receipts update the message's parts and
+inbound messages are stored, each committed before the SMSC gets its
+deliver_sm_resp (so a crash makes the SMSC deliver it again, never lose it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from roxgate.carriers.smpp.pdu import (
+    DataCoding,
+    DeliverSm,
+    Status,
+    Tlv,
+    classify_submit_error,
+)
+from roxgate.carriers.smpp.receipt import message_id_variants, parse_receipt
+from roxgate.carriers.smpp.session import (
+    NotBound,
+    OutcomeUnknown,
+    SmppError,
+    SmppSession,
+    sessions_for,
+    submits_for,
+)
+from roxgate.carriers.smpp.url import CarrierConfig
+from roxgate.dispatch import queue
+from roxgate.dispatch.dispatcher import SendOutcome
+from roxgate.dispatch.queue import Claimed, PartAccepted
+from roxgate.sms.text import decode_gsm7
+
+log = logging.getLogger(__name__)
+RunInThread = Callable[..., Awaitable[Any]]
+
+
+def _status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"0x{status:08X}"
+
+
+def inbound_text(pdu: DeliverSm) -> str:
+    data = pdu.short_message or pdu.tlvs.get(Tlv.MESSAGE_PAYLOAD, b"")
+    if pdu.data_coding == DataCoding.UCS2:
+        return data.decode("utf-16-be", errors="replace")
+    if pdu.data_coding == DataCoding.SMSC_DEFAULT:
+        return decode_gsm7(data)
+    return data.decode("latin-1")
+
+
+class SmppCarrier:
+    def __init__(self, config: CarrierConfig, engine: Engine, run: RunInThread) -> None:
+        self.config = config
+        self._engine = engine
+        self._run = run
+        self._sessions = sessions_for(config, self.on_deliver)
+        self._refs = itertools.cycle(range(1, 256))  # concatenation reference numbers
+        self.receipts_unmatched = 0
+
+    @property
+    def submitter(self) -> SmppSession:
+        return self._sessions[0]
+
+    @property
+    def bound(self) -> bool:
+        return all(s.bound.is_set() for s in self._sessions)
+
+    async def start(self) -> None:
+        for session in self._sessions:
+            try:
+                await session.start()
+            except SmppError as exc:
+                # The session keeps retrying in the background; messages wait queued.
+                log.warning("carrier %s not bound yet: %s", self.config.url, exc)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._sessions), return_exceptions=True)
+
+    async def send(self, message: Claimed) -> SendOutcome:
+        pdus = submits_for(
+            self.config, message.text, message.dest_tn, ref=next(self._refs),
+            source=message.sender_id,
+        )  # fmt: skip
+        try:
+            answers = await asyncio.gather(*(self.submitter.submit(p) for p in pdus))
+        except OutcomeUnknown as exc:
+            return SendOutcome("lost", detail=str(exc) or type(exc).__name__)
+        except NotBound as exc:
+            return SendOutcome("lost", detail=f"not bound: {exc}")
+        accepted: list[PartAccepted] = []
+        for part_no, resp in enumerate(answers, start=1):
+            kind = classify_submit_error(resp.command_status)
+            if kind != "ok":
+                return SendOutcome(kind, detail=_status_name(resp.command_status))
+            accepted.append(PartAccepted(part_no, resp.message_id))
+        return SendOutcome("accepted", accepted)
+
+    async def on_deliver(self, pdu: DeliverSm) -> int:
+        receipt = parse_receipt(pdu)
+        if receipt is not None:
+            found = await self._run(
+                queue.record_receipt, self._engine, sorted(message_id_variants(receipt.message_id)),
+                receipt.state, receipt.error,
+            )  # fmt: skip
+            if found is None:
+                # Usually a receipt that overtook our record of the submit: ask the
+                # SMSC to deliver it again shortly rather than drop it.
+                self.receipts_unmatched += 1
+                log.info("receipt for unknown carrier id %s: will be redelivered",
+                         receipt.message_id)  # fmt: skip
+                return int(Status.ESME_RX_T_APPN)
+            return int(Status.ESME_ROK)
+        await self._run(
+            queue.record_inbound, self._engine, pdu.source_addr, pdu.destination_addr,
+            inbound_text(pdu),
+        )  # fmt: skip
+        return int(Status.ESME_ROK)

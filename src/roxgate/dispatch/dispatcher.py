@@ -1,0 +1,188 @@
+"""The dispatcher: due messages to the carrier, on time, each exactly once if it can.
+
+It claims due messages in batches (with a lease), hands each to the carrier,
+and records what the carrier answered. It wakes at once when the API commits
+an immediate message (``wake()``), at the due time of the earliest scheduled
+one, and at least every ``poll`` seconds as a safety net (a message written by
+another process, a lease that ran out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import Engine
+
+from roxgate.dispatch import queue
+from roxgate.dispatch.queue import Claimed, PartAccepted
+from roxgate.rox.codes import Result
+from roxgate.store.ids import now_ms
+
+log = logging.getLogger(__name__)
+
+OutcomeKind = Literal["accepted", "permanent", "throttled", "transient", "lost"]
+RunInThread = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What the carrier made of one message (all its parts).
+
+    ``lost``: the link went down with a part outstanding; the carrier may or
+    may not have it (at-least-once: it is sent again).
+    """
+
+    kind: OutcomeKind
+    parts: list[PartAccepted] = field(default_factory=list)
+    detail: str = ""
+
+
+class Carrier(Protocol):
+    async def send(self, message: Claimed) -> SendOutcome: ...
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+@dataclass(slots=True)
+class DispatchPolicy:
+    batch: int = 200  # messages claimed at a time
+    concurrency: int = 100  # messages in flight to the carrier at once
+    lease_ms: int = 120_000
+    max_attempts: int = 5  # transient errors, then 2065
+    poll_seconds: float = 1.0
+    throttle_backoff_ms: int = 2_000
+    transient_backoff_ms: int = 10_000
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        carrier: Carrier,
+        run: RunInThread,
+        policy: DispatchPolicy | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self._engine = engine
+        self._carrier = carrier
+        self._run = run
+        self.policy = policy or DispatchPolicy()
+        self.owner = owner or worker_id()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.sent = 0  # messages accepted by the carrier (metrics, tests)
+
+    def wake(self) -> None:
+        """New immediate messages were committed: look now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        p = self.policy
+        while not self._stopping:
+            try:
+                await self._run(queue.release_expired, self._engine)
+                claimed = await self._run(
+                    queue.claim_due, self._engine, self.owner, p.batch, p.lease_ms
+                )
+            except Exception:
+                log.exception("claiming due messages failed; retrying")
+                claimed = []
+                await asyncio.sleep(p.poll_seconds)
+            for message in claimed:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._send(message))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if len(claimed) < p.batch:
+                await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        timeout = self.policy.poll_seconds
+        with contextlib.suppress(Exception):
+            due = await self._run(queue.next_due, self._engine)
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - now_ms()) / 1000))
+        if timeout <= 0:
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop claiming; let messages in flight finish (their answers get recorded)."""
+        self._stopping = True
+        self._wake.set()
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=self.policy.lease_ms / 1000)
+
+    async def _send(self, message: Claimed) -> None:
+        try:
+            try:
+                outcome = await self._carrier.send(message)
+            except Exception as exc:
+                log.exception("carrier failed on message %s", message.id)
+                outcome = SendOutcome("transient", detail=f"{type(exc).__name__}: {exc}")
+            await self._record(message, outcome)
+        except Exception:
+            # Not recorded: the lease will expire and the message be sent again.
+            log.exception("recording the outcome of message %s failed", message.id)
+        finally:
+            self._slots.release()
+
+    async def _record(self, message: Claimed, outcome: SendOutcome) -> None:
+        p, engine, owner = self.policy, self._engine, self.owner
+        match outcome.kind:
+            case "accepted":
+                self.sent += 1
+                await self._run(queue.record_submitted, engine, owner, message.id, outcome.parts)
+            case "permanent":
+                await self._run(
+                    queue.record_failed,
+                    engine,
+                    owner,
+                    message.id,
+                    Result.REJECTED,
+                    f"Rejected by the carrier: {outcome.detail}",
+                )
+            case "throttled" | "lost":
+                # Not the message's fault: try again soon, without using up attempts.
+                await self._run(
+                    queue.record_retry,
+                    engine,
+                    owner,
+                    message.id,
+                    p.throttle_backoff_ms,
+                    f"{outcome.kind}: {outcome.detail}",
+                )
+            case "transient":
+                if message.attempts >= p.max_attempts:
+                    await self._run(
+                        queue.record_failed,
+                        engine,
+                        owner,
+                        message.id,
+                        Result.SUBMIT_FAILED,
+                        f"Could not be submitted after {message.attempts} attempts: "
+                        f"{outcome.detail}",
+                    )
+                else:
+                    await self._run(
+                        queue.record_retry,
+                        engine,
+                        owner,
+                        message.id,
+                        p.transient_backoff_ms * message.attempts,
+                        outcome.detail,
+                    )
