@@ -72,10 +72,14 @@ class Dispatcher:
         run: RunInThread,
         policy: DispatchPolicy | None = None,
         owner: str | None = None,
+        record: RunInThread | None = None,
     ) -> None:
         self._engine = engine
         self._carrier = carrier
         self._run = run
+        # Outcomes are recorded through ``record(fn, *args)``, which calls
+        # ``fn(engine_or_connection, *args)``: a Recorder batches them.
+        self._record_op = record or (lambda fn, *args: run(fn, engine, *args))
         self.policy = policy or DispatchPolicy()
         self.owner = owner or worker_id()
         self._wake = asyncio.Event()
@@ -92,10 +96,11 @@ class Dispatcher:
         p = self.policy
         while not self._stopping:
             try:
-                await self._run(queue.release_expired, self._engine)
-                claimed = await self._run(
-                    queue.claim_due, self._engine, self.owner, p.batch, p.lease_ms
-                )
+                # Through the same serial recorder as the outcomes: on SQLite,
+                # writers in separate transactions would wait on each other's
+                # lock with the busy handler's sleeps.
+                await self._record_op(queue.release_expired)
+                claimed = await self._record_op(queue.claim_due, self.owner, p.batch, p.lease_ms)
             except Exception:
                 log.exception("claiming due messages failed; retrying")
                 claimed = []
@@ -142,15 +147,14 @@ class Dispatcher:
             self._slots.release()
 
     async def _record(self, message: Claimed, outcome: SendOutcome) -> None:
-        p, engine, owner = self.policy, self._engine, self.owner
+        p, owner, record = self.policy, self.owner, self._record_op
         match outcome.kind:
             case "accepted":
                 self.sent += 1
-                await self._run(queue.record_submitted, engine, owner, message.id, outcome.parts)
+                await record(queue.record_submitted, owner, message.id, outcome.parts)
             case "permanent":
-                await self._run(
+                await record(
                     queue.record_failed,
-                    engine,
                     owner,
                     message.id,
                     Result.REJECTED,
@@ -158,9 +162,8 @@ class Dispatcher:
                 )
             case "throttled" | "lost":
                 # Not the message's fault: try again soon, without using up attempts.
-                await self._run(
+                await record(
                     queue.record_retry,
-                    engine,
                     owner,
                     message.id,
                     p.throttle_backoff_ms,
@@ -168,9 +171,8 @@ class Dispatcher:
                 )
             case "transient":
                 if message.attempts >= p.max_attempts:
-                    await self._run(
+                    await record(
                         queue.record_failed,
-                        engine,
                         owner,
                         message.id,
                         Result.SUBMIT_FAILED,
@@ -178,9 +180,8 @@ class Dispatcher:
                         f"{outcome.detail}",
                     )
                 else:
-                    await self._run(
+                    await record(
                         queue.record_retry,
-                        engine,
                         owner,
                         message.id,
                         p.transient_backoff_ms * message.attempts,

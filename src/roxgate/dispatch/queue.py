@@ -16,11 +16,12 @@ BEGIN (``immediate``), so it never fails half-way on a lock upgrade.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from roxgate.rox.codes import Result
 from roxgate.store.engine import immediate
@@ -63,10 +64,20 @@ def _event(message_id: str, at: int, event: str, detail: str | None = None) -> d
     return {"message_id": message_id, "at": at, "event": event, "detail": detail}
 
 
-def claim_due(engine: Engine, owner: str, limit: int, lease_ms: int) -> list[Claimed]:
+@contextlib.contextmanager
+def _tx(db: Engine | Connection) -> Iterator[Connection]:
+    """A transaction of its own on an engine, or the caller's (a batch) on a connection."""
+    if isinstance(db, Connection):
+        yield db
+    else:
+        with immediate(db).begin() as conn:
+            yield conn
+
+
+def claim_due(engine: Engine | Connection, owner: str, limit: int, lease_ms: int) -> list[Claimed]:
     """Up to ``limit`` due messages, oldest due first, leased to ``owner``."""
     now = now_ms()
-    with immediate(engine).begin() as conn:
+    with _tx(engine) as conn:
         rows = conn.execute(
             select(
                 messages.c.id,
@@ -100,10 +111,10 @@ def claim_due(engine: Engine, owner: str, limit: int, lease_ms: int) -> list[Cla
     return [Claimed(*r[:7], attempts=r.attempts + 1) for r in rows]
 
 
-def release_expired(engine: Engine) -> int:
+def release_expired(engine: Engine | Connection) -> int:
     """Return messages whose lease ended (their worker died or stalled) to the queue."""
     now = now_ms()
-    with immediate(engine).begin() as conn:
+    with _tx(engine) as conn:
         result = conn.execute(
             update(messages)
             .where(messages.c.status == "submitting", messages.c.lease_until < now)
@@ -130,11 +141,11 @@ def _owned(message_id: str, owner: str) -> Any:
 
 
 def record_submitted(
-    engine: Engine, owner: str, message_id: str, accepted: Iterable[PartAccepted]
+    engine: Engine | Connection, owner: str, message_id: str, accepted: Iterable[PartAccepted]
 ) -> bool:
     now = now_ms()
     parts = list(accepted)
-    with immediate(engine).begin() as conn:
+    with _tx(engine) as conn:
         done = conn.execute(
             update(messages)
             .where(_owned(message_id, owner))
@@ -169,10 +180,12 @@ def record_submitted(
     return True
 
 
-def record_failed(engine: Engine, owner: str, message_id: str, result: Result, text: str) -> bool:
+def record_failed(
+    engine: Engine | Connection, owner: str, message_id: str, result: Result, text: str
+) -> bool:
     """A final failure decided at submission (2062 permanent, 2065 retries exhausted)."""
     now = now_ms()
-    with immediate(engine).begin() as conn:
+    with _tx(engine) as conn:
         done = conn.execute(
             update(messages)
             .where(_owned(message_id, owner))
@@ -191,10 +204,12 @@ def record_failed(engine: Engine, owner: str, message_id: str, result: Result, t
     return bool(done)
 
 
-def record_retry(engine: Engine, owner: str, message_id: str, delay_ms: int, reason: str) -> bool:
+def record_retry(
+    engine: Engine | Connection, owner: str, message_id: str, delay_ms: int, reason: str
+) -> bool:
     """Back to the queue, due again after ``delay_ms``."""
     now = now_ms()
-    with immediate(engine).begin() as conn:
+    with _tx(engine) as conn:
         done = conn.execute(
             update(messages)
             .where(_owned(message_id, owner))
@@ -212,7 +227,7 @@ def record_retry(engine: Engine, owner: str, message_id: str, delay_ms: int, rea
 
 
 def record_receipt(
-    engine: Engine, carrier_ids: Iterable[str], state: str, error: str | None
+    engine: Engine | Connection, carrier_ids: Iterable[str], state: str, error: str | None
 ) -> str | None:
     """Apply a carrier receipt to the part it names; settle the message when it is final.
 
@@ -222,7 +237,7 @@ def record_receipt(
     """
     now = now_ms()
     result = STATE_RESULTS.get(state)
-    with immediate(engine).begin() as conn:
+    with _tx(engine) as conn:
         part = conn.execute(
             select(message_parts.c.message_id, message_parts.c.part_no)
             .where(message_parts.c.carrier_id.in_(list(carrier_ids)))
@@ -284,10 +299,10 @@ def record_receipt(
     return message_id
 
 
-def record_inbound(engine: Engine, source: str, destination: str, text: str) -> str:
+def record_inbound(engine: Engine | Connection, source: str, destination: str, text: str) -> str:
     """Store a mobile-originated message (before the carrier is answered)."""
     inbound_id = new_id()
-    with immediate(engine).begin() as conn:
+    with _tx(engine) as conn:
         conn.execute(
             insert(inbound),
             {

@@ -64,6 +64,17 @@ sessions, a transmitter and a receiver, built by :func:`sessions_for`; each reco
 on its own. There is no outbind support (the ESME always connects).
 
 :func:`build_submits` turns a text into its submit_sm PDUs (see its doc).
+
+Known limits: a submit that timed out frees its window slot although the SMSC may
+still answer it (the late answer is counted and dropped), so a slow SMSC can briefly
+see ``window`` + the timed-out ones; ``on_deliver`` has no time limit of its own (a
+hung handler holds one of the ``deliver_concurrency`` slots, and the SMSC times the
+deliver_sm out and redelivers it); no outbind, data_sm, query_sm or submit_multi.
+
+Throughput (tests/carriers/test_session.py::test_throughput, session and stub SMSC in
+one event loop on a loaded 2-core box, CPython 3.11, window 50): about 9k-26k
+submit_sm/s when the SMSC answers at once, 9k-13k/s when it answers after 1 ms.
+Joining the writes of one loop iteration gave about +25 % over one write per PDU.
 """
 
 from __future__ import annotations

@@ -13,29 +13,29 @@ served on (SMPP has no registered port). Option values are percent-decoded too, 
 Options (all optional; an unknown or repeated option is an error, so a typo does not
 silently fall back to a default):
 
-==================  ========================================================  =======
-option              meaning                                                   default
-==================  ========================================================  =======
-source              sender address when the message names none                none
-window              submit_sm awaiting their response at once, 1..1000        10
-tps                 submit_sm per second, smoothed; 0 = unlimited             0
-system_type         bind ``system_type`` (some SMSCs route on it), ≤ 12       ""
-bind                ``trx`` (one transceiver) or ``tx+rx`` (a transmitter     trx
-                    and a receiver)
-enquire_link        seconds of silence before probing the link                30
-response_timeout    seconds to wait for any response (bind, submit, probe)    10
-reconnect_min       first reconnect delay, seconds                            1
-reconnect_max       cap of the exponential reconnect delay, seconds           60
-concat              long messages: ``udh8``, ``udh16``, ``sar`` or            udh8
-                    ``payload``
-coding              ``0``: GSM 03.38 (data_coding 0, unpacked) when the       0
-                    text allows, else UCS-2; ``8``: always UCS-2
-registered_delivery ``registered_delivery`` of each submit_sm, 0..255         1
-validity            validity period in seconds (relative time)                none
-tls_verify          check the SMSC's certificate and name (``smpps`` only)    true
-source_ton          force the source TON (else chosen per address)            auto
-source_npi          force the source NPI (else chosen per address)            auto
-==================  ========================================================  =======
+===================  ======================================================  =======
+option               meaning                                                 default
+===================  ======================================================  =======
+source               sender address when the message names none              none
+window               submit_sm awaiting their response at once, 1..1000      10
+tps                  submit_sm per second, smoothed; 0 = unlimited           0
+system_type          bind ``system_type`` (some SMSCs route on it), ≤ 12     ""
+bind                 ``trx`` (one transceiver) or ``tx+rx`` (a transmitter   trx
+                     and a receiver)
+enquire_link         seconds of silence before probing the link              30
+response_timeout     seconds to wait for any response (bind, submit, probe)  10
+reconnect_min        first reconnect delay, seconds                          1
+reconnect_max        cap of the exponential reconnect delay, seconds         60
+concat               long messages: ``udh8``, ``udh16``, ``sar`` or          udh8
+                     ``payload``
+coding               ``0``: GSM 03.38 (data_coding 0, unpacked) when the     0
+                     text allows, else UCS-2; ``8``: always UCS-2
+registered_delivery  ``registered_delivery`` of each submit_sm, 0..255       1
+validity             validity period in seconds (relative time)              none
+tls_verify           check the SMSC's certificate and name (``smpps`` only)  true
+source_ton           force the source TON (else chosen per address)          auto
+source_npi           force the source NPI (else chosen per address)          auto
+===================  ======================================================  =======
 
 Every problem raises ``ValueError`` naming the option. The password never appears in
 messages or in ``repr(CarrierConfig)``.
