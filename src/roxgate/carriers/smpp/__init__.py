@@ -5,4 +5,7 @@
   packing, concatenation UDH and SMPP time formats.
 * :mod:`roxgate.carriers.smpp.receipt`: delivery receipt parsing and message id
   variants for correlating receipts with submissions.
+* :mod:`roxgate.carriers.smpp.url`: ``smpp://`` / ``smpps://`` carrier URLs.
+* :mod:`roxgate.carriers.smpp.session`: the asyncio ESME session (bind, window,
+  rate limit, keep-alive, reconnect, deliver_sm handling) and text → submit_sm.
 """
