@@ -162,6 +162,12 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--global-text", action="store_true", help="one GlobalText for all")
+    parser.add_argument(
+        "--role",
+        default="api",
+        choices=["api", "all"],
+        help="api: intake only (default); all: the dispatcher sends to the simulator meanwhile",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="roxgate-bench-") as tmp:
@@ -178,7 +184,7 @@ def main() -> None:
             "ROXGATE_LOG_LEVEL": "WARNING",
         }
         server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("roxgate")), "serve"], env=env
+            [str(Path(sys.executable).with_name("roxgate")), "serve", "--role", args.role], env=env
         )
         try:
             deadline = time.monotonic() + 30

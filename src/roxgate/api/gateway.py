@@ -16,7 +16,6 @@ from roxgate.carriers.simulator import SmscSimulator
 from roxgate.carriers.smpp.url import parse_carrier_url
 from roxgate.config import Settings
 from roxgate.dispatch.dispatcher import Dispatcher
-from roxgate.dispatch.recorder import Recorder
 from roxgate.netpolicy import parse_nets
 from roxgate.store.engine import open_database
 from roxgate.store.writer import GroupCommitWriter
@@ -39,7 +38,6 @@ class Gateway:
         self.read = self._inline if self.engine.dialect.name == "sqlite" else self.run
         self.simulator: SmscSimulator | None = None
         self.carrier: SmppCarrier | None = None
-        self.recorder: Recorder | None = None
         self.dispatcher: Dispatcher | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self.auth = Authenticator(
@@ -71,11 +69,11 @@ class Gateway:
             self.simulator = SmscSimulator(receipt_delay=self.settings.sim_receipt_delay)
             await self.simulator.start("127.0.0.1", 0)
             carrier_url = f"smpp://roxgate:sim@127.0.0.1:{self.simulator.port}?window=100"
-        self.recorder = Recorder(self.engine)
-        self.recorder.start()
-        self.carrier = SmppCarrier(parse_carrier_url(carrier_url), self.recorder.do)
+        # The dispatcher writes through the intake's group-commit writer: one
+        # SQLite writer for everything (see Op in store/writer.py).
+        self.carrier = SmppCarrier(parse_carrier_url(carrier_url), self.writer.do)
         await self.carrier.start()
-        self.dispatcher = Dispatcher(self.engine, self.carrier, self.run, record=self.recorder.do)
+        self.dispatcher = Dispatcher(self.engine, self.carrier, self.run, record=self.writer.do)
         loop = asyncio.get_running_loop()
         self.writer.on_stored = lambda: loop.call_soon_threadsafe(self.dispatcher.wake)  # type: ignore[union-attr]
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
@@ -87,8 +85,6 @@ class Gateway:
                 self._dispatch_task.cancel()
         if self.carrier is not None:
             await self.carrier.close()
-        if self.recorder is not None:
-            await self.recorder.stop()
         if self.simulator is not None:
             await self.simulator.stop()
         self.writer.stop()

@@ -60,10 +60,10 @@ def inbound_text(pdu: DeliverSm) -> str:
 
 class SmppCarrier:
     def __init__(self, config: CarrierConfig, record: RunInThread) -> None:
-        """``record(fn, *args)`` commits ``fn(connection, *args)`` (a Recorder)."""
+        """``record(fn, *args)`` commits ``fn(connection, *args)`` (the group-commit writer)."""
         self.config = config
         self._record = record
-        # Receipts are committed in batches (the Recorder), so many must be in
+        # Receipts are committed in groups (the writer), so many must be in
         # flight at once: 16 handlers waiting ~30 ms for a commit capped
         # receipt processing near 300/s.
         modes: list[SessionMode] = ["tx", "rx"] if config.bind == "tx+rx" else ["trx"]

@@ -78,7 +78,7 @@ class Dispatcher:
         self._carrier = carrier
         self._run = run
         # Outcomes are recorded through ``record(fn, *args)``, which calls
-        # ``fn(engine_or_connection, *args)``: a Recorder batches them.
+        # ``fn(engine_or_connection, *args)``: the group-commit writer batches them.
         self._record_op = record or (lambda fn, *args: run(fn, engine, *args))
         self.policy = policy or DispatchPolicy()
         self.owner = owner or worker_id()
@@ -96,9 +96,9 @@ class Dispatcher:
         p = self.policy
         while not self._stopping:
             try:
-                # Through the same serial recorder as the outcomes: on SQLite,
-                # writers in separate transactions would wait on each other's
-                # lock with the busy handler's sleeps.
+                # Through the same single writer as everything else: on SQLite,
+                # writers in separate transactions wait on each other's lock
+                # with the busy handler's sleeps.
                 await self._record_op(queue.release_expired)
                 claimed = await self._record_op(queue.claim_due, self.owner, p.batch, p.lease_ms)
             except Exception:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -35,6 +35,7 @@ from roxgate.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Outcome(Enum):
@@ -66,6 +67,22 @@ class Intake:
     outcome: Outcome = Outcome.FAILED
     replay: bytes = b""
     _future: asyncio.Future[None] | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class Op:
+    """Any other write, ``fn(connection, *args)``, committed with the next group.
+
+    The dispatcher's claims, outcomes and receipts come this way: SQLite has
+    one write lock, and two writer threads waiting on each other through its
+    busy handler (which sleeps) made intake answer in seconds.
+    """
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    result: Any = None
+    error: BaseException | None = None
+    _future: asyncio.Future[Any] | None = field(default=None, repr=False)
 
 
 _STOP = object()
@@ -110,6 +127,19 @@ class GroupCommitWriter:
         self._queue.put(_STOP)
         self._thread.join()
 
+    async def do(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in the next group's transaction; its result once committed."""
+        if self._stopping:
+            raise RuntimeError("the writer is stopping")
+        loop = asyncio.get_running_loop()
+        op = Op(fn, args)
+        op._future = loop.create_future()
+        self._queue.put((loop, op))
+        await op._future
+        if op.error is not None:
+            raise op.error
+        return op.result  # type: ignore[no-any-return]
+
     async def submit(self, intake: Intake) -> Intake:
         if self._stopping:
             intake.outcome = Outcome.UNAVAILABLE
@@ -128,7 +158,7 @@ class GroupCommitWriter:
             if first is _STOP:
                 return
             batch = [first]
-            rows = len(first[1].message_rows)
+            rows = _weight(first[1])
             stop_after = False
             while rows < self._max_rows:
                 try:
@@ -139,40 +169,55 @@ class GroupCommitWriter:
                     stop_after = True
                     break
                 batch.append(item)
-                rows += len(item[1].message_rows)
-            self._commit_batch([intake for _, intake in batch])
+                rows += _weight(item[1])
+            self._commit_batch([entry for _, entry in batch])
             for loop, intake in batch:
                 # A closed loop (its client gone at shutdown) must not kill the writer.
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_resolve, intake._future)
             if self.on_stored is not None and any(
-                i.outcome is Outcome.STORED and i.message_rows for _, i in batch
+                isinstance(i, Intake) and i.outcome is Outcome.STORED and i.message_rows
+                for _, i in batch
             ):
                 self.on_stored()
             if stop_after:
                 return
 
-    def _commit_batch(self, batch: list[Intake]) -> None:
+    def _commit_batch(self, batch: list[Intake | Op]) -> None:
         try:
             with self._engine.begin() as conn:
-                self._write(conn, batch)
+                self._write_all(conn, batch)
             self.batches += 1
             return
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch[0], exc)
                 return
-            log.warning("group commit of %d requests failed; retrying one by one", len(batch))
-        # One bad request must not take the others down with it.
-        for intake in batch:
+            log.warning("group commit of %d entries failed; retrying one by one", len(batch))
+        # One bad entry must not take the others down with it.
+        for entry in batch:
             try:
                 with self._engine.begin() as conn:
-                    self._write(conn, [intake])
+                    self._write_all(conn, [entry])
             except Exception as exc:
-                self._fail(intake, exc)
+                self._fail(entry, exc)
+
+    def _write_all(self, conn: Connection, batch: list[Intake | Op]) -> None:
+        intakes = [e for e in batch if isinstance(e, Intake)]
+        if intakes:
+            self._write(conn, intakes)
+        for entry in batch:
+            if isinstance(entry, Op):
+                entry.result = entry.fn(conn, *entry.args)
+                entry.error = None
 
     @staticmethod
-    def _fail(intake: Intake, exc: Exception) -> None:
+    def _fail(entry: Intake | Op, exc: Exception) -> None:
+        if isinstance(entry, Op):
+            log.exception("write %s failed", getattr(entry.fn, "__name__", entry.fn))
+            entry.error = exc
+            return
+        intake = entry
         if isinstance(exc, OperationalError) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated
         ):
@@ -303,6 +348,10 @@ class GroupCommitWriter:
         return (bytes(row[0]), bytes(row[1])) if row is not None else None
 
 
-def _resolve(future: asyncio.Future[None] | None) -> None:
+def _weight(entry: Intake | Op) -> int:
+    return len(entry.message_rows) if isinstance(entry, Intake) else 1
+
+
+def _resolve(future: asyncio.Future[Any] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
