@@ -180,50 +180,44 @@ def record_submitted(
     return True
 
 
-def record_failed(
-    engine: Engine | Connection, owner: str, message_id: str, result: Result, text: str
+def _release(
+    engine: Engine | Connection,
+    owner: str,
+    message_id: str,
+    event: str,
+    detail: str,
+    **values: Any,
 ) -> bool:
-    """A final failure decided at submission (2062 permanent, 2065 retries exhausted)."""
+    """End ``owner``'s lease on the message with ``values`` and log ``event``."""
     now = now_ms()
     with _tx(engine) as conn:
         done = conn.execute(
             update(messages)
             .where(_owned(message_id, owner))
-            .values(
-                status="failed",
-                result=result.value,
-                result_text=text,
-                final_at=now,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-            )
+            .values(lease_owner=None, lease_until=None, updated_at=now, **values)
         ).rowcount
         if done:
-            conn.execute(insert(message_events), _event(message_id, now, "failed", text))
+            conn.execute(insert(message_events), _event(message_id, now, event, detail))
     return bool(done)
+
+
+def record_failed(
+    engine: Engine | Connection, owner: str, message_id: str, result: Result, text: str
+) -> bool:
+    """A final failure decided at submission (2062 permanent, 2065 retries exhausted)."""
+    return _release(
+        engine, owner, message_id, "failed", text,
+        status="failed", result=result.value, result_text=text, final_at=now_ms(),
+    )  # fmt: skip
 
 
 def record_retry(
     engine: Engine | Connection, owner: str, message_id: str, delay_ms: int, reason: str
 ) -> bool:
     """Back to the queue, due again after ``delay_ms``."""
-    now = now_ms()
-    with _tx(engine) as conn:
-        done = conn.execute(
-            update(messages)
-            .where(_owned(message_id, owner))
-            .values(
-                status="queued",
-                due_at=now + delay_ms,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-            )
-        ).rowcount
-        if done:
-            conn.execute(insert(message_events), _event(message_id, now, "retry", reason))
-    return bool(done)
+    return _release(
+        engine, owner, message_id, "retry", reason, status="queued", due_at=now_ms() + delay_ms
+    )
 
 
 def record_receipt(
