@@ -55,8 +55,8 @@ def worker_id() -> str:
 
 @dataclass(slots=True)
 class DispatchPolicy:
-    batch: int = 200  # messages claimed at a time
-    concurrency: int = 100  # messages in flight to the carrier at once
+    batch: int = 1000  # messages claimed at a time
+    concurrency: int = 1000  # messages in flight to the carrier at once
     lease_ms: int = 120_000
     max_attempts: int = 5  # transient errors, then 2065
     poll_seconds: float = 1.0
