@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
 
 from roxgate.rox.codes import Result
 from roxgate.store.engine import immediate
@@ -220,6 +220,33 @@ def record_retry(
     )
 
 
+# Receipts arrive at the rate messages are sent: these statements are built
+# once (plain SQL, valid on SQLite and PostgreSQL) instead of per call, and
+# "delivered when every part is" is one conditional UPDATE.
+_FIND_PART = text(
+    "SELECT message_id, part_no FROM message_parts WHERE carrier_id IN :ids LIMIT 1"
+).bindparams(bindparam("ids", expanding=True))
+_UPDATE_PART = text(
+    "UPDATE message_parts SET status = :status, carrier_state = :state, "
+    "carrier_error = :error, updated_at = :now WHERE message_id = :mid AND part_no = :part"
+)
+_INSERT_EVENT = text(
+    "INSERT INTO message_events (message_id, at, event, detail) "
+    "VALUES (:mid, :now, :event, :detail)"
+)
+_FAIL_MESSAGE = text(
+    "UPDATE messages SET status = 'failed', result = :result, result_text = :text, "
+    "final_at = :now, updated_at = :now "
+    "WHERE id = :mid AND status IN ('submitted', 'submitting')"
+)
+_DELIVER_IF_COMPLETE = text(
+    "UPDATE messages SET status = 'delivered', result = '0000', result_text = 'Delivered', "
+    "final_at = :now, updated_at = :now "
+    "WHERE id = :mid AND status IN ('submitted', 'submitting') AND parts = "
+    "(SELECT count(*) FROM message_parts WHERE message_id = :mid AND status = 'delivered')"
+)
+
+
 def record_receipt(
     engine: Engine | Connection, carrier_ids: Iterable[str], state: str, error: str | None
 ) -> str | None:
@@ -232,11 +259,7 @@ def record_receipt(
     now = now_ms()
     result = STATE_RESULTS.get(state)
     with _tx(engine) as conn:
-        part = conn.execute(
-            select(message_parts.c.message_id, message_parts.c.part_no)
-            .where(message_parts.c.carrier_id.in_(list(carrier_ids)))
-            .limit(1)
-        ).first()
+        part = conn.execute(_FIND_PART, {"ids": list(carrier_ids)}).first()
         if part is None:
             return None
         message_id, part_no = part
@@ -244,52 +267,23 @@ def record_receipt(
             "submitted" if result is None else "delivered" if result is Result.OK else "failed"
         )
         conn.execute(
-            update(message_parts)
-            .where(message_parts.c.message_id == message_id, message_parts.c.part_no == part_no)
-            .values(status=part_status, carrier_state=state, carrier_error=error, updated_at=now)
-        )
+            _UPDATE_PART,
+            {"status": part_status, "state": state, "error": error, "now": now,
+             "mid": message_id, "part": part_no},
+        )  # fmt: skip
         conn.execute(
-            insert(message_events),
-            _event(message_id, now, "receipt", f"part {part_no}: {state} err:{error or '-'}"),
-        )
-        if result is None:
-            return message_id  # ENROUTE and the like: not final
-        unsettled = or_(messages.c.status == "submitted", messages.c.status == "submitting")
-        if result is not Result.OK:
+            _INSERT_EVENT,
+            {"mid": message_id, "now": now, "event": "receipt",
+             "detail": f"part {part_no}: {state} err:{error or '-'}"},
+        )  # fmt: skip
+        if result is Result.OK:
+            conn.execute(_DELIVER_IF_COMPLETE, {"now": now, "mid": message_id})
+        elif result is not None:  # ENROUTE and the like are not final
             conn.execute(
-                update(messages)
-                .where(messages.c.id == message_id, unsettled)
-                .values(
-                    status="failed",
-                    result=result.value,
-                    result_text=f"Carrier reported {state}",
-                    final_at=now,
-                    updated_at=now,
-                )
-            )
-            return message_id
-        statuses = (
-            conn.execute(
-                select(message_parts.c.status).where(message_parts.c.message_id == message_id)
-            )
-            .scalars()
-            .all()
-        )
-        total = conn.execute(
-            select(messages.c.parts).where(messages.c.id == message_id)
-        ).scalar_one()
-        if len(statuses) == total and all(s == "delivered" for s in statuses):
-            conn.execute(
-                update(messages)
-                .where(messages.c.id == message_id, unsettled)
-                .values(
-                    status="delivered",
-                    result=Result.OK.value,
-                    result_text="Delivered",
-                    final_at=now,
-                    updated_at=now,
-                )
-            )
+                _FAIL_MESSAGE,
+                {"result": result.value, "text": f"Carrier reported {state}", "now": now,
+                 "mid": message_id},
+            )  # fmt: skip
     return message_id
 
 
