@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roxgate.api")
 MAX_IDEMPOTENCY_KEY = 255
+IDEMPOTENCY_CONFLICT_TEXT = "Idempotency-Key was already used with a different request"
 UNAVAILABLE_TEXT = (
     "Service temporarily unavailable (database busy or down): nothing was queued, retry"
 )
@@ -73,10 +74,7 @@ async def send(request: Request) -> Response:
             )
             if found is not None:
                 if found[0] != idem.request_hash:
-                    raise RoxError(
-                        Result.IDEMPOTENCY_CONFLICT,
-                        "Idempotency-Key was already used with a different request",
-                    )
+                    raise RoxError(Result.IDEMPOTENCY_CONFLICT, IDEMPOTENCY_CONFLICT_TEXT)
                 _log(request_id, account, "0000 (replay)", started)
                 return _answer(found[1])
         now = datetime.now(UTC)
@@ -244,10 +242,7 @@ def _outcome_body(intake: Intake, request_id: str, parts: int) -> tuple[str, byt
         case Outcome.IDEMPOTENT_REPLAY:
             return "0000 (replay)", intake.replay
         case Outcome.IDEMPOTENCY_CONFLICT:
-            code, text = (
-                Result.IDEMPOTENCY_CONFLICT,
-                "Idempotency-Key was already used with a different request",
-            )
+            code, text = Result.IDEMPOTENCY_CONFLICT, IDEMPOTENCY_CONFLICT_TEXT
         case Outcome.NO_CREDIT:
             code, text = (
                 Result.NO_CREDIT,

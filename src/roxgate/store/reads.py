@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 
 from roxgate.store.schema import accounts, idempotency_keys, users
 
@@ -95,15 +95,21 @@ def listed_numbers(engine: Engine, account_id: str, numbers: Iterable[str]) -> d
 
 
 def find_idempotent(
-    engine: Engine, account_id: str, key: str, not_before_ms: int
+    db: Engine | Connection, account_id: str, key: str, not_before_ms: int
 ) -> tuple[bytes, bytes] | None:
-    """(request_hash, response) of a live Idempotency-Key, if any."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.response).where(
-                idempotency_keys.c.account_id == account_id,
-                idempotency_keys.c.key == key,
-                idempotency_keys.c.created_at >= not_before_ms,
-            )
-        ).first()
+    """(request_hash, response) of a live Idempotency-Key, if any.
+
+    On an engine for the request path's early look-up; on the writer's
+    connection for the authoritative check inside the group commit.
+    """
+    query = select(idempotency_keys.c.request_hash, idempotency_keys.c.response).where(
+        idempotency_keys.c.account_id == account_id,
+        idempotency_keys.c.key == key,
+        idempotency_keys.c.created_at >= not_before_ms,
+    )
+    if isinstance(db, Connection):
+        row = db.execute(query).first()
+    else:
+        with db.connect() as conn:
+            row = conn.execute(query).first()
     return (bytes(row[0]), bytes(row[1])) if row is not None else None

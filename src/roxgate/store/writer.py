@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from roxgate.store.engine import immediate
+from roxgate.store.reads import find_idempotent
 from roxgate.store.schema import (
     MESSAGE_RECIPIENT_COLUMNS,
     MESSAGE_REQUEST_COLUMNS,
@@ -242,7 +243,7 @@ class GroupCommitWriter:
                 previous = (
                     (earlier.idempotency.request_hash, earlier.response)  # type: ignore[union-attr]
                     if earlier is not None
-                    else self._load_key(conn, intake.account_id, idem)
+                    else find_idempotent(conn, intake.account_id, idem.key, idem.not_before_ms)
                 )
                 if previous is not None:
                     if previous[0] == idem.request_hash:
@@ -331,21 +332,6 @@ class GroupCommitWriter:
         ids = sorted({i.account_id for i in batch})
         rows = conn.execute(select(accounts.c.id, accounts.c.credits).where(accounts.c.id.in_(ids)))
         return {account_id: credits for account_id, credits in rows}
-
-    @staticmethod
-    def _load_key(
-        conn: Connection, account_id: str, idem: Idempotency
-    ) -> tuple[bytes, bytes] | None:
-        row = conn.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.response).where(
-                and_(
-                    idempotency_keys.c.account_id == account_id,
-                    idempotency_keys.c.key == idem.key,
-                    idempotency_keys.c.created_at >= idem.not_before_ms,
-                )
-            )
-        ).first()
-        return (bytes(row[0]), bytes(row[1])) if row is not None else None
 
 
 def _weight(entry: Intake | Op) -> int:
