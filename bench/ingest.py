@@ -36,6 +36,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def seed_database(folder: Path) -> Path:
+    """A new SQLite file in ``folder`` with the benchmark's account and user."""
+    db = folder / "bench.db"
+    engine = open_database(f"sqlite:///{db}")
+    admin.add_account(engine, "CI00000001", "Bench")
+    admin.add_user(engine, "CI00000001", "bench@example.com", PASSWORD)
+    engine.dispose()
+    return db
+
+
 def build_body(n: int, recipients: int, global_text: bool) -> bytes:
     messages: dict[str, object] = {
         "Count": recipients,
@@ -171,11 +181,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="roxgate-bench-") as tmp:
-        db = Path(tmp) / "bench.db"
-        engine = open_database(f"sqlite:///{db}")
-        admin.add_account(engine, "CI00000001", "Bench")
-        admin.add_user(engine, "CI00000001", "bench@example.com", PASSWORD)
-        engine.dispose()
+        db = seed_database(Path(tmp))
         port = free_port()
         env = {
             **os.environ,

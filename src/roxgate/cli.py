@@ -440,3 +440,39 @@ curl -s http://{host}:{settings.port}/smsapi/send -d '{{
 }}'
 """
     )
+
+
+# --- simulator ---------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=2775, show_default=True)
+@click.option(
+    "--receipt-delay", type=float, default=1.0, show_default=True, help="Seconds to each receipt."
+)
+@click.option("--ids", type=click.Choice(["hex", "decimal"]), default="hex", show_default=True)
+def simulator(host: str, port: int, receipt_delay: float, ids: str) -> None:
+    """Run the built-in carrier simulator on its own, as an SMSC on HOST:PORT.
+
+    Point a gateway at it with ROXGATE_CARRIER=smpp://any:any@HOST:PORT to try
+    a carrier set-up (separate binds, windows, TLS off) or to benchmark the
+    gateway without the simulator sharing its process. Stop it with Ctrl-C.
+    """
+    import asyncio
+
+    from roxgate.carriers.simulator import SmscSimulator
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        sim = SmscSimulator(receipt_delay=receipt_delay, message_id_style=ids, keep_submits=1000)  # type: ignore[arg-type]
+        await sim.start(host, port)
+        click.echo(f"carrier simulator listening on {host}:{sim.port}", err=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await sim.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())

@@ -66,8 +66,11 @@ def test_expired_lease_returns_the_message_and_stale_owner_cannot_record(engine:
     again = queue.claim_due(engine, "w2", 10, lease_ms=30_000)
     assert [c.id for c in again] == [sms_id] and again[0].attempts == 2
     # The first worker comes back from a stall: nothing it records counts.
-    assert not queue.record_submitted(engine, "dead-worker", sms_id, [queue.PartAccepted(1, "x")])
-    assert queue.record_submitted(engine, "w2", sms_id, [queue.PartAccepted(1, "abc")])
+    stale = [(sms_id, [queue.PartAccepted(1, "x")])]
+    assert queue.record_submitted(engine, "dead-worker", stale) == set()
+    assert queue.record_submitted(engine, "w2", [(sms_id, [queue.PartAccepted(1, "abc")])]) == {
+        sms_id
+    }
     assert status(engine, sms_id) == ("submitted", None)
 
 
@@ -75,7 +78,7 @@ def test_multipart_delivered_only_when_every_part_is(engine: Any) -> None:
     sms_id = add_message(engine, parts=2)
     queue.claim_due(engine, "w", 10, lease_ms=30_000)
     queue.record_submitted(
-        engine, "w", sms_id, [queue.PartAccepted(1, "a1"), queue.PartAccepted(2, "a2")]
+        engine, "w", [(sms_id, [queue.PartAccepted(1, "a1"), queue.PartAccepted(2, "a2")])]
     )
     assert queue.record_receipt(engine, ["zz", "a1"], "DELIVRD", "000") == sms_id
     assert status(engine, sms_id) == ("submitted", None)
@@ -91,7 +94,45 @@ def test_multipart_delivered_only_when_every_part_is(engine: Any) -> None:
             .scalars()
             .all()
         )
-    assert events == ["submitted", "receipt", "receipt", "receipt"]
+    # The normal path is in the message and part rows; events keep the rest.
+    assert events == ["receipt"]
+    with engine.connect() as conn:
+        parts = conn.execute(
+            select(message_parts.c.part_no, message_parts.c.carrier_id, message_parts.c.status)
+            .where(message_parts.c.message_id == sms_id)
+            .order_by(message_parts.c.part_no)
+        ).all()
+    assert [tuple(p) for p in parts] == [(1, "a1", "delivered"), (2, "a2", "delivered")]
+
+
+def test_receipts_in_one_batch(engine: Any) -> None:
+    """A batch mixes messages, parts of one message, failures and unknown ids."""
+    single, double, failing = add_message(engine), add_message(engine, parts=2), add_message(engine)
+    queue.claim_due(engine, "w", 10, lease_ms=30_000)
+    recorded = queue.record_submitted(
+        engine,
+        "w",
+        [
+            (single, [queue.PartAccepted(1, "c1")]),
+            (double, [queue.PartAccepted(1, "d1"), queue.PartAccepted(2, "d2")]),
+            (failing, [queue.PartAccepted(1, "f1")]),
+        ],
+    )
+    assert recorded == {single, double, failing}
+    found = queue.record_receipts(
+        engine,
+        [
+            queue.Receipt(("C1", "c1"), "DELIVRD"),  # found by its second form
+            queue.Receipt(("d1",), "DELIVRD"),
+            queue.Receipt(("nobody",), "DELIVRD"),
+            queue.Receipt(("d2",), "DELIVRD"),
+            queue.Receipt(("f1",), "UNDELIV", "001"),
+        ],
+    )
+    assert found == [single, double, None, double, failing]
+    assert status(engine, single) == ("delivered", "0000")
+    assert status(engine, double) == ("delivered", "0000")
+    assert status(engine, failing) == ("failed", "2060")
 
 
 @pytest.mark.parametrize(
@@ -108,7 +149,7 @@ def test_one_failed_part_fails_the_message(engine: Any, state: str, code: str) -
     sms_id = add_message(engine, parts=2)
     queue.claim_due(engine, "w", 10, lease_ms=30_000)
     queue.record_submitted(
-        engine, "w", sms_id, [queue.PartAccepted(1, "b1"), queue.PartAccepted(2, "b2")]
+        engine, "w", [(sms_id, [queue.PartAccepted(1, "b1"), queue.PartAccepted(2, "b2")])]
     )
     queue.record_receipt(engine, ["b1"], state, "001")
     assert status(engine, sms_id) == ("failed", code)

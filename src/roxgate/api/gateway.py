@@ -15,7 +15,7 @@ from roxgate.carriers.connector import SmppCarrier
 from roxgate.carriers.simulator import SmscSimulator
 from roxgate.carriers.smpp.url import parse_carrier_url
 from roxgate.config import Settings
-from roxgate.dispatch.dispatcher import Dispatcher
+from roxgate.dispatch.dispatcher import Dispatcher, DispatchPolicy
 from roxgate.netpolicy import parse_nets
 from roxgate.store.engine import open_database
 from roxgate.store.writer import GroupCommitWriter
@@ -66,14 +66,20 @@ class Gateway:
         """The carrier link (and the built-in simulator for ``sim``) and the dispatcher."""
         carrier_url = self.settings.carrier
         if carrier_url == "sim":
-            self.simulator = SmscSimulator(receipt_delay=self.settings.sim_receipt_delay)
+            # It keeps no history of submits here (nobody reads it in a server).
+            self.simulator = SmscSimulator(
+                receipt_delay=self.settings.sim_receipt_delay, keep_submits=0
+            )
             await self.simulator.start("127.0.0.1", 0)
             carrier_url = f"smpp://roxgate:sim@127.0.0.1:{self.simulator.port}?window=100"
         # The dispatcher writes through the intake's group-commit writer: one
         # SQLite writer for everything (see Op in store/writer.py).
         self.carrier = SmppCarrier(parse_carrier_url(carrier_url), self.writer.do)
         await self.carrier.start()
-        self.dispatcher = Dispatcher(self.engine, self.carrier, self.run, record=self.writer.do)
+        policy = DispatchPolicy(lease_ms=int(self.settings.lease_seconds * 1000))
+        self.dispatcher = Dispatcher(
+            self.engine, self.carrier, self.run, policy=policy, record=self.writer.do
+        )
         loop = asyncio.get_running_loop()
         self.writer.on_stored = lambda: loop.call_soon_threadsafe(self.dispatcher.wake)  # type: ignore[union-attr]
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")

@@ -34,6 +34,7 @@ from roxgate.carriers.smpp.session import (
 )
 from roxgate.carriers.smpp.url import CarrierConfig
 from roxgate.dispatch import queue
+from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.dispatcher import SendOutcome
 from roxgate.dispatch.queue import Claimed, PartAccepted
 from roxgate.sms.text import decode_gsm7
@@ -72,6 +73,7 @@ class SmppCarrier:
         ]
         self._refs = itertools.cycle(range(1, 256))  # concatenation reference numbers
         self.receipts_unmatched = 0
+        self._receipts: Batcher[queue.Receipt, str | None] = Batcher(self._record_receipts)
 
     @property
     def submitter(self) -> SmppSession:
@@ -111,13 +113,19 @@ class SmppCarrier:
             accepted.append(PartAccepted(part_no, resp.message_id))
         return SendOutcome("accepted", accepted)
 
+    async def _record_receipts(self, receipts: list[queue.Receipt]) -> list[str | None]:
+        return await self._record(queue.record_receipts, receipts)  # type: ignore[no-any-return]
+
     async def on_deliver(self, pdu: DeliverSm) -> int:
         receipt = parse_receipt(pdu)
         if receipt is not None:
-            found = await self._record(
-                queue.record_receipt, sorted(message_id_variants(receipt.message_id)),
-                receipt.state, receipt.error,
-            )  # fmt: skip
+            found = await self._receipts.add(
+                queue.Receipt(
+                    (receipt.message_id, *sorted(message_id_variants(receipt.message_id))),
+                    receipt.state,
+                    receipt.error,
+                )
+            )
             if found is None:
                 # Usually a receipt that overtook our record of the submit: ask the
                 # SMSC to deliver it again shortly rather than drop it.

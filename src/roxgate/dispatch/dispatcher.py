@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Engine
 
 from roxgate.dispatch import queue
+from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.queue import Claimed, PartAccepted
 from roxgate.rox.codes import Result
 from roxgate.store.ids import now_ms
@@ -86,6 +87,10 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Accepted messages are recorded together (see batching.py).
+        self._submitted: Batcher[tuple[str, list[PartAccepted]], bool] = Batcher(
+            self._record_submitted
+        )
         self.sent = 0  # messages accepted by the carrier (metrics, tests)
 
     def wake(self) -> None:
@@ -146,12 +151,16 @@ class Dispatcher:
         finally:
             self._slots.release()
 
+    async def _record_submitted(self, accepted: list[tuple[str, list[PartAccepted]]]) -> list[bool]:
+        recorded = await self._record_op(queue.record_submitted, self.owner, accepted)
+        return [message_id in recorded for message_id, _ in accepted]
+
     async def _record(self, message: Claimed, outcome: SendOutcome) -> None:
         p, owner, record = self.policy, self.owner, self._record_op
         match outcome.kind:
             case "accepted":
                 self.sent += 1
-                await record(queue.record_submitted, owner, message.id, outcome.parts)
+                await self._submitted.add((message.id, outcome.parts))
             case "permanent":
                 await record(
                     queue.record_failed,

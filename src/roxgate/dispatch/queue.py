@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
 from roxgate.rox.codes import Result
 from roxgate.store.engine import immediate
 from roxgate.store.ids import new_id, now_ms
-from roxgate.store.schema import accounts, inbound, message_events, message_parts, messages
+from roxgate.store.schema import accounts, inbound, message_events, messages
 
 # Carrier receipt states (SPEC.md §3) → ROX result of a part.
 STATE_RESULTS: dict[str, Result] = {
@@ -140,44 +140,49 @@ def _owned(message_id: str, owner: str) -> Any:
     )
 
 
+# Submissions and receipts arrive at the rate messages are sent, so they are
+# recorded in batches with statements built once (plain SQL, valid on SQLite
+# and PostgreSQL): per message, only what differs is bound. The normal path
+# (submitted, delivered) writes no message_events rows: the message and part
+# rows already hold its timestamps and carrier ids. Events record the rest
+# (retries, failures, receipts that change nothing).
+_CLAIMED_BY = text(
+    "UPDATE messages SET status = 'submitted', submitted_at = :now, lease_owner = NULL, "
+    "lease_until = NULL, updated_at = :now "
+    "WHERE id IN :ids AND status = 'submitting' AND lease_owner = :owner RETURNING id"
+).bindparams(bindparam("ids", expanding=True))
+_INSERT_PART = text(
+    "INSERT INTO message_parts (message_id, part_no, carrier_id, status, submitted_at, "
+    "updated_at) VALUES (:mid, :part, :cid, 'submitted', :now, :now)"
+)
+
+
 def record_submitted(
-    engine: Engine | Connection, owner: str, message_id: str, accepted: Iterable[PartAccepted]
-) -> bool:
+    db: Engine | Connection, owner: str, accepted: list[tuple[str, list[PartAccepted]]]
+) -> set[str]:
+    """Messages whose every part the carrier accepted: ``submitted``, with their carrier ids.
+
+    Returns the ids recorded; a message whose lease ``owner`` no longer holds
+    (it expired and another worker took it) is left alone.
+    """
+    if not accepted:
+        return set()
     now = now_ms()
-    parts = list(accepted)
-    with _tx(engine) as conn:
-        done = conn.execute(
-            update(messages)
-            .where(_owned(message_id, owner))
-            .values(
-                status="submitted",
-                submitted_at=now,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-            )
-        ).rowcount
-        if not done:
-            return False
-        conn.execute(
-            insert(message_parts),
-            [
-                {
-                    "message_id": message_id,
-                    "part_no": p.part_no,
-                    "carrier_id": p.carrier_id,
-                    "status": "submitted",
-                    "submitted_at": now,
-                    "updated_at": now,
-                }
-                for p in parts
-            ],
+    with _tx(db) as conn:
+        recorded = set(
+            conn.execute(
+                _CLAIMED_BY, {"ids": [mid for mid, _ in accepted], "now": now, "owner": owner}
+            ).scalars()
         )
-        conn.execute(
-            insert(message_events),
-            _event(message_id, now, "submitted", ",".join(p.carrier_id for p in parts)),
-        )
-    return True
+        rows = [
+            {"mid": mid, "part": p.part_no, "cid": p.carrier_id, "now": now}
+            for mid, parts in accepted
+            if mid in recorded
+            for p in parts
+        ]
+        if rows:
+            conn.execute(_INSERT_PART, rows)
+    return recorded
 
 
 def _release(
@@ -223,8 +228,8 @@ def record_retry(
 # Receipts arrive at the rate messages are sent: these statements are built
 # once (plain SQL, valid on SQLite and PostgreSQL) instead of per call, and
 # "delivered when every part is" is one conditional UPDATE.
-_FIND_PART = text(
-    "SELECT message_id, part_no FROM message_parts WHERE carrier_id IN :ids LIMIT 1"
+_FIND_PARTS = text(
+    "SELECT carrier_id, message_id, part_no FROM message_parts WHERE carrier_id IN :ids"
 ).bindparams(bindparam("ids", expanding=True))
 _UPDATE_PART = text(
     "UPDATE message_parts SET status = :status, carrier_state = :state, "
@@ -239,52 +244,118 @@ _FAIL_MESSAGE = text(
     "final_at = :now, updated_at = :now "
     "WHERE id = :mid AND status IN ('submitted', 'submitting')"
 )
+# Delivered when every part is: for the usual single-part message the count
+# is 1 and the subquery reads the part row just updated.
 _DELIVER_IF_COMPLETE = text(
     "UPDATE messages SET status = 'delivered', result = '0000', result_text = 'Delivered', "
     "final_at = :now, updated_at = :now "
-    "WHERE id = :mid AND status IN ('submitted', 'submitting') AND parts = "
-    "(SELECT count(*) FROM message_parts WHERE message_id = :mid AND status = 'delivered')"
-)
+    "WHERE id IN :ids AND status IN ('submitted', 'submitting') AND parts = "
+    "(SELECT count(*) FROM message_parts p WHERE p.message_id = messages.id "
+    "AND p.status = 'delivered')"
+).bindparams(bindparam("ids", expanding=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A carrier receipt: its id as received then other forms of it, state and error code."""
+
+    carrier_ids: tuple[str, ...]
+    state: str
+    error: str | None = None
+
+
+def _find_parts(conn: Connection, carrier_ids: set[str]) -> dict[str, tuple[str, int]]:
+    """carrier id -> (message id, part number) for the ids some part carries."""
+    wanted = sorted(carrier_ids)
+    where: dict[str, tuple[str, int]] = {}
+    for start in range(0, len(wanted), 10_000):  # far below the databases' parameter limits
+        rows = conn.execute(_FIND_PARTS, {"ids": wanted[start : start + 10_000]})
+        where.update((cid, (mid, part)) for cid, mid, part in rows)
+    return where
+
+
+def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[str | None]:
+    """Apply carrier receipts to the parts they name; settle messages that became final.
+
+    Returns, per receipt, the message id it was applied to, or None when no
+    part carries any of its ids. Multi-part: delivered when every part is;
+    failed as soon as one part fails (its code is the message's). A state
+    that is not final (ENROUTE) only updates the part.
+    """
+    if not receipts:
+        return []
+    now = now_ms()
+    with _tx(db) as conn:
+        # The id as the receipt gives it is nearly always the one stored; its
+        # variants (hex/decimal, case, padding) are looked up only for misses.
+        where = _find_parts(conn, {r.carrier_ids[0] for r in receipts})
+        missed = {c for r in receipts if r.carrier_ids[0] not in where for c in r.carrier_ids[1:]}
+        if missed:
+            where.update(_find_parts(conn, missed))
+        found: list[str | None] = []
+        part_rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        delivered: list[str] = []
+        for r in receipts:
+            hit = next((where[c] for c in r.carrier_ids if c in where), None)
+            if hit is None:
+                found.append(None)
+                continue
+            message_id, part_no = hit
+            found.append(message_id)
+            result = STATE_RESULTS.get(r.state)
+            status = (
+                "submitted" if result is None else "delivered" if result is Result.OK else "failed"
+            )
+            part_rows.append(
+                {
+                    "status": status,
+                    "state": r.state,
+                    "error": r.error,
+                    "now": now,
+                    "mid": message_id,
+                    "part": part_no,
+                }
+            )
+            if result is Result.OK:
+                delivered.append(message_id)
+                continue
+            events.append(
+                {
+                    "mid": message_id,
+                    "now": now,
+                    "event": "receipt",
+                    "detail": f"part {part_no}: {r.state} err:{r.error or '-'}",
+                }
+            )
+            if result is not None:
+                failures.append(
+                    {
+                        "result": result.value,
+                        "text": f"Carrier reported {r.state}",
+                        "now": now,
+                        "mid": message_id,
+                    }
+                )
+        if part_rows:
+            conn.execute(_UPDATE_PART, part_rows)
+        if events:
+            conn.execute(_INSERT_EVENT, events)
+        if failures:
+            conn.execute(_FAIL_MESSAGE, failures)
+        for start in range(0, len(delivered), 10_000):
+            conn.execute(
+                _DELIVER_IF_COMPLETE, {"ids": delivered[start : start + 10_000], "now": now}
+            )
+    return found
 
 
 def record_receipt(
-    engine: Engine | Connection, carrier_ids: Iterable[str], state: str, error: str | None
+    db: Engine | Connection, carrier_ids: Iterable[str], state: str, error: str | None
 ) -> str | None:
-    """Apply a carrier receipt to the part it names; settle the message when it is final.
-
-    Returns the message id, or None when no part carries any of ``carrier_ids``
-    (the variants of the receipt's id). Multi-part: delivered when every part
-    is; failed as soon as one part fails (its code is the message's).
-    """
-    now = now_ms()
-    result = STATE_RESULTS.get(state)
-    with _tx(engine) as conn:
-        part = conn.execute(_FIND_PART, {"ids": list(carrier_ids)}).first()
-        if part is None:
-            return None
-        message_id, part_no = part
-        part_status = (
-            "submitted" if result is None else "delivered" if result is Result.OK else "failed"
-        )
-        conn.execute(
-            _UPDATE_PART,
-            {"status": part_status, "state": state, "error": error, "now": now,
-             "mid": message_id, "part": part_no},
-        )  # fmt: skip
-        conn.execute(
-            _INSERT_EVENT,
-            {"mid": message_id, "now": now, "event": "receipt",
-             "detail": f"part {part_no}: {state} err:{error or '-'}"},
-        )  # fmt: skip
-        if result is Result.OK:
-            conn.execute(_DELIVER_IF_COMPLETE, {"now": now, "mid": message_id})
-        elif result is not None:  # ENROUTE and the like are not final
-            conn.execute(
-                _FAIL_MESSAGE,
-                {"result": result.value, "text": f"Carrier reported {state}", "now": now,
-                 "mid": message_id},
-            )  # fmt: skip
-    return message_id
+    """One receipt (see :func:`record_receipts`)."""
+    return record_receipts(db, [Receipt(tuple(carrier_ids), state, error)])[0]
 
 
 def record_inbound(engine: Engine | Connection, source: str, destination: str, text: str) -> str:
