@@ -177,3 +177,32 @@ def test_unknown_receipt_and_inbound(engine: Any) -> None:
     assert len(inbound_id) == 36
     with engine.connect() as conn:
         assert conn.execute(select(message_parts)).all() == []
+
+
+def test_throttled_retry_gives_its_attempt_back(engine: Any) -> None:
+    sms_id = add_message(engine)
+    for _ in range(3):
+        [claimed] = queue.claim_due(engine, "w", 10, lease_ms=30_000)
+        assert claimed.attempts == 1  # never closer to 2065 for being throttled
+        assert queue.record_retry(engine, "w", sms_id, 0, "throttled", count_attempt=False)
+    [claimed] = queue.claim_due(engine, "w", 10, lease_ms=30_000)
+    assert queue.record_retry(engine, "w", sms_id, 0, "ESME_RSYSERR")
+    assert queue.claim_due(engine, "w", 10, lease_ms=30_000)[0].attempts == 2
+
+
+def test_submitted_without_final_state_expires_with_2064(engine: Any) -> None:
+    old, recent, waiting = add_message(engine), add_message(engine), add_message(engine, 60_000)
+    queue.claim_due(engine, "w", 10, lease_ms=30_000)
+    queue.record_submitted(
+        engine, "w", [(old, [queue.PartAccepted(1, "o1")]), (recent, [queue.PartAccepted(1, "r1")])]
+    )
+    with engine.begin() as conn:
+        conn.execute(update(messages).where(messages.c.id == old).values(submitted_at=1_000))
+    assert queue.expire_overdue(engine, submitted_before_ms=now_ms() - 60_000) == 1
+    assert status(engine, old) == ("expired", "2064")
+    assert status(engine, recent) == ("submitted", None)
+    assert status(engine, waiting) == ("queued", None)
+    # A receipt that comes after all does not change a final state.
+    queue.record_receipt(engine, ["o1"], "DELIVRD", "000")
+    assert status(engine, old) == ("expired", "2064")
+    assert queue.expire_overdue(engine, submitted_before_ms=now_ms() - 60_000) == 0

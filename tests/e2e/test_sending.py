@@ -37,7 +37,7 @@ def wait_settled(env: Env, sms_ids: list[str], timeout: float = 20) -> dict[str,
     deadline = time.monotonic() + timeout
     while True:
         states = {i: outcome(env, i) for i in sms_ids}
-        if all(s[0] in ("delivered", "failed") for s in states.values()):
+        if all(s[0] in ("delivered", "failed", "expired") for s in states.values()):
             return states
         if time.monotonic() > deadline:
             return states
@@ -105,3 +105,30 @@ def test_scheduled_message_survives_a_restart(engine_factory: Any) -> None:
         assert wait_settled(env, [sms_id], timeout=15)[sms_id] == ("delivered", "0000")
     finally:
         server.stop()
+
+
+def test_no_receipt_within_validity_and_grace_becomes_2064(engine_factory: Any) -> None:
+    path, engine = engine_factory("expiry")
+    seed_accounts(engine)
+    server = Server(
+        path,
+        env_extra={
+            "ROXGATE_SIM_RECEIPT_DELAY": "0.1",
+            "ROXGATE_VALIDITY_SECONDS": "3",
+            "ROXGATE_RECEIPT_GRACE_SECONDS": "1",
+        },
+    )
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            env = Env(server, engine, client)
+            numbers = ["+61407559995", "+61407555004"]  # 9995: the simulator sends no receipt
+            data = env.post(request_body([{"DestTn": n, "SMSText": "Hi"} for n in numbers]))
+            silent, answered = (data["Messages"][str(i)]["SMSId"] for i in (1, 2))
+            assert wait_settled(env, [answered], timeout=10)[answered] == ("delivered", "0000")
+            assert outcome(env, silent) == ("submitted", None)  # not before validity + grace
+            states = wait_settled(env, [silent], timeout=15)
+    finally:
+        server.stop()
+    assert states[silent] == ("expired", "2064")
+    assert outcome(env, answered) == ("delivered", "0000")

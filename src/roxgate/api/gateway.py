@@ -74,9 +74,14 @@ class Gateway:
             carrier_url = f"smpp://roxgate:sim@127.0.0.1:{self.simulator.port}?window=100"
         # The dispatcher writes through the intake's group-commit writer: one
         # SQLite writer for everything (see Op in store/writer.py).
-        self.carrier = SmppCarrier(parse_carrier_url(carrier_url), self.writer.do)
+        config = parse_carrier_url(carrier_url)
+        self.carrier = SmppCarrier(config, self.writer.do)
         await self.carrier.start()
-        policy = DispatchPolicy(lease_ms=int(self.settings.lease_seconds * 1000))
+        validity = config.validity or self.settings.validity_seconds
+        policy = DispatchPolicy(
+            lease_ms=int(self.settings.lease_seconds * 1000),
+            expire_after_ms=(validity + self.settings.receipt_grace_seconds) * 1000,
+        )
         self.dispatcher = Dispatcher(
             self.engine, self.carrier, self.run, policy=policy, record=self.writer.do
         )

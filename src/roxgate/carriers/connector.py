@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,9 +62,12 @@ def inbound_text(pdu: DeliverSm) -> str:
 
 
 class SmppCarrier:
-    def __init__(self, config: CarrierConfig, record: RunInThread) -> None:
+    def __init__(
+        self, config: CarrierConfig, record: RunInThread, unmatched_hold_seconds: float = 300.0
+    ) -> None:
         """``record(fn, *args)`` commits ``fn(connection, *args)`` (the group-commit writer)."""
         self.config = config
+        self.unmatched_hold_seconds = unmatched_hold_seconds
         self._record = record
         # Receipts are committed in groups (the writer), so many must be in
         # flight at once: 16 handlers waiting ~30 ms for a commit capped
@@ -73,6 +78,8 @@ class SmppCarrier:
         ]
         self._refs = itertools.cycle(range(1, 256))  # concatenation reference numbers
         self.receipts_unmatched = 0
+        # carrier id -> when a receipt for it first matched nothing (monotonic s).
+        self._unmatched_since: OrderedDict[str, float] = OrderedDict()
         self._receipts: Batcher[queue.Receipt, str | None] = Batcher(self._record_receipts)
 
     @property
@@ -113,6 +120,33 @@ class SmppCarrier:
             accepted.append(PartAccepted(part_no, resp.message_id))
         return SendOutcome("accepted", accepted)
 
+    async def _unmatched(
+        self, carrier_id: str, state: str, error: str | None, pdu: DeliverSm
+    ) -> int:
+        """A receipt naming no part we know.
+
+        Usually it overtook our record of the submit (the SMSC answered and
+        sent the receipt before the submit's outcome was committed): for
+        ``unmatched_hold_seconds`` the SMSC is asked to deliver it again
+        (ESME_RX_T_APPN). After that it is kept in ``unmatched_receipts`` for
+        the operator and acknowledged, so an SMSC never loops on it.
+        """
+        self.receipts_unmatched += 1
+        now = time.monotonic()
+        first = self._unmatched_since.setdefault(carrier_id, now)
+        while len(self._unmatched_since) > 100_000:  # bounded memory
+            self._unmatched_since.popitem(last=False)
+        if now - first < self.unmatched_hold_seconds:
+            log.info("receipt for unknown carrier id %s: asked for redelivery", carrier_id)
+            return int(Status.ESME_RX_T_APPN)
+        self._unmatched_since.pop(carrier_id, None)
+        await self._record(
+            queue.record_unmatched_receipt, carrier_id, state, error,
+            pdu.source_addr, pdu.destination_addr,
+        )  # fmt: skip
+        log.warning("receipt for unknown carrier id %s (%s) kept as unmatched", carrier_id, state)
+        return int(Status.ESME_ROK)
+
     async def _record_receipts(self, receipts: list[queue.Receipt]) -> list[str | None]:
         return await self._record(queue.record_receipts, receipts)  # type: ignore[no-any-return]
 
@@ -127,12 +161,7 @@ class SmppCarrier:
                 )
             )
             if found is None:
-                # Usually a receipt that overtook our record of the submit: ask the
-                # SMSC to deliver it again shortly rather than drop it.
-                self.receipts_unmatched += 1
-                log.info("receipt for unknown carrier id %s: will be redelivered",
-                         receipt.message_id)  # fmt: skip
-                return int(Status.ESME_RX_T_APPN)
+                return await self._unmatched(receipt.message_id, receipt.state, receipt.error, pdu)
             return int(Status.ESME_ROK)
         await self._record(
             queue.record_inbound, pdu.source_addr, pdu.destination_addr,

@@ -63,6 +63,14 @@ class DispatchPolicy:
     poll_seconds: float = 1.0
     throttle_backoff_ms: int = 2_000
     transient_backoff_ms: int = 10_000
+    # Submitted messages without a final receipt this long become 2064
+    # (validity period + grace, SPEC.md §3).
+    expire_after_ms: int = (48 + 24) * 3600 * 1000
+
+    @property
+    def sweep_ms(self) -> int:
+        """How often to look for overdue messages: a tenth of the time, 1 s to 60 s."""
+        return min(60_000, max(1_000, self.expire_after_ms // 10))
 
 
 class Dispatcher:
@@ -99,7 +107,18 @@ class Dispatcher:
 
     async def run(self) -> None:
         p = self.policy
+        next_sweep = 0
         while not self._stopping:
+            if now_ms() >= next_sweep:
+                next_sweep = now_ms() + p.sweep_ms
+                try:
+                    expired = await self._record_op(
+                        queue.expire_overdue, now_ms() - p.expire_after_ms
+                    )
+                    if expired:
+                        log.info("%d messages got no final receipt in time: 2064", expired)
+                except Exception:
+                    log.exception("expiring overdue messages failed; will try again")
             try:
                 # Through the same single writer as everything else: on SQLite,
                 # writers in separate transactions wait on each other's lock
@@ -177,6 +196,7 @@ class Dispatcher:
                     message.id,
                     p.throttle_backoff_ms,
                     f"{outcome.kind}: {outcome.detail}",
+                    False,
                 )
             case "transient":
                 if message.attempts >= p.max_attempts:

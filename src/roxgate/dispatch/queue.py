@@ -26,7 +26,13 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
 from roxgate.rox.codes import Result
 from roxgate.store.engine import immediate
 from roxgate.store.ids import new_id, now_ms
-from roxgate.store.schema import accounts, inbound, message_events, messages
+from roxgate.store.schema import (
+    accounts,
+    inbound,
+    message_events,
+    messages,
+    unmatched_receipts,
+)
 
 # Carrier receipt states (SPEC.md §3) → ROX result of a part.
 STATE_RESULTS: dict[str, Result] = {
@@ -217,12 +223,60 @@ def record_failed(
 
 
 def record_retry(
-    engine: Engine | Connection, owner: str, message_id: str, delay_ms: int, reason: str
+    engine: Engine | Connection,
+    owner: str,
+    message_id: str,
+    delay_ms: int,
+    reason: str,
+    count_attempt: bool = True,
 ) -> bool:
-    """Back to the queue, due again after ``delay_ms``."""
+    """Back to the queue, due again after ``delay_ms``.
+
+    ``count_attempt=False`` gives back the attempt the claim counted: being
+    throttled or losing the link is not the message's fault and must not
+    bring it closer to 2065.
+    """
+    extra = {} if count_attempt else {"attempts": messages.c.attempts - 1}
     return _release(
-        engine, owner, message_id, "retry", reason, status="queued", due_at=now_ms() + delay_ms
-    )
+        engine, owner, message_id, "retry", reason,
+        status="queued", due_at=now_ms() + delay_ms, **extra,
+    )  # fmt: skip
+
+
+_EXPIRE = text(
+    "UPDATE messages SET status = 'expired', result = :result, result_text = :text, "
+    "final_at = :now, updated_at = :now WHERE id IN :ids AND status = 'submitted'"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def expire_overdue(db: Engine | Connection, submitted_before_ms: int, limit: int = 5_000) -> int:
+    """Submitted messages still without a final state: 2064 (SPEC.md §3).
+
+    ``submitted_before_ms`` is now minus the validity period and the grace
+    time. Queued messages are not touched: they have not been sent.
+    """
+    now = now_ms()
+    with _tx(db) as conn:
+        ids = list(
+            conn.execute(
+                select(messages.c.id)
+                .where(
+                    messages.c.status == "submitted", messages.c.submitted_at < submitted_before_ms
+                )
+                .limit(limit)
+            ).scalars()
+        )
+        if not ids:
+            return 0
+        conn.execute(
+            _EXPIRE,
+            {"ids": ids, "now": now, "result": Result.UNKNOWN_STATE.value,
+             "text": "No final state from the carrier within the validity period"},
+        )  # fmt: skip
+        conn.execute(_INSERT_EVENT, [
+            {"mid": i, "now": now, "event": "expired", "detail": "no receipt in time"} for i in ids
+        ])  # fmt: skip
+    return len(ids)
 
 
 # Receipts arrive at the rate messages are sent: these statements are built
@@ -356,6 +410,29 @@ def record_receipt(
 ) -> str | None:
     """One receipt (see :func:`record_receipts`)."""
     return record_receipts(db, [Receipt(tuple(carrier_ids), state, error)])[0]
+
+
+def record_unmatched_receipt(
+    db: Engine | Connection,
+    carrier_id: str,
+    state: str,
+    error: str | None,
+    source: str,
+    destination: str,
+) -> None:
+    """Keep a receipt that names no submitted part (shown to the operator)."""
+    with _tx(db) as conn:
+        conn.execute(
+            insert(unmatched_receipts),
+            {
+                "carrier_id": carrier_id[:64],
+                "state": state[:8],
+                "error": error[:16] if error else None,
+                "source": source,
+                "destination": destination,
+                "received_at": now_ms(),
+            },
+        )
 
 
 def record_inbound(engine: Engine | Connection, source: str, destination: str, text: str) -> str:

@@ -195,6 +195,22 @@ inbound = Table(
     Column("matched_message_id", String(36)),
 )
 
+# Receipts that name no part we submitted (migration 0003): after the
+# connector has let the SMSC redeliver one for a while (our record of the
+# submit may have been a moment behind), it is kept here and acknowledged.
+unmatched_receipts = Table(
+    "unmatched_receipts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("carrier_id", String(64), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("error", String(16)),
+    Column("source", String(32), nullable=False),
+    Column("destination", String(32), nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Index("ix_unmatched_receipts_received", "received_at"),
+)
+
 # Numbers an account must not send to: its own block list ("block") and
 # recipients who replied STOP ("optout"). One table, one lookup per request.
 number_lists = Table(
