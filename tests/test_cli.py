@@ -6,6 +6,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -159,6 +160,20 @@ def test_demo_then_send_the_printed_request(tmp_path: Path) -> None:
         body = out[out.index("-d '") + 4 : out.rindex("'")]
         answer = httpx.post(server.url + "/smsapi/send", content=body, timeout=30).json()
         assert answer["Result"] == "0000", answer
+        sms_id = answer["Messages"]["1"]["SMSId"]
+        # The demo's promise: follow it from queued to delivered.
+        assert "roxgate message show" in out
+        deadline = time.monotonic() + 20
+        while "status: delivered" not in (shown := run(tmp_path, "message", "show", sms_id).stdout):
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.3)
+        steps = [line.split()[1] for line in shown.splitlines()[2:]]
+        assert steps == ["queued", "submitted", "receipt", "delivered"], shown
+        assert "carrier id" in shown and "0000 Delivered" in shown
+        listed = run(tmp_path, "message", "list", "--status", "delivered").stdout
+        assert sms_id in listed
+        missing = run(tmp_path, "message", "show", "no-such-id", ok=False)
+        assert missing.returncode != 0 and "no message no-such-id" in missing.stderr
         assert password not in server.logs()
         # The server's command line carries no secret.
         cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()  # type: ignore[union-attr]

@@ -438,8 +438,54 @@ curl -s http://{host}:{settings.port}/smsapi/send -d '{{
   "Sender": {{"AccountId": "{DEMO_ACCOUNT}", "Username": "{DEMO_USER}", "Password": "{password}"}},
   "Messages": {{"Count": 1, "1": {{"DestTn": "+61407555001", "SMSText": "Hello from roxgate"}}}}
 }}'
+
+and follow it (queued -> submitted -> delivered) with the SMSId from the answer:
+
+.venv/bin/roxgate message show SMSID      # or: .venv/bin/roxgate message list
 """
     )
+
+
+# --- messages ----------------------------------------------------------------
+
+
+@main.group()
+def message() -> None:
+    """Look at messages and what happened to them."""
+
+
+@message.command("show")
+@click.argument("sms_id")
+@click.pass_context
+def message_show(ctx: click.Context, sms_id: str) -> None:
+    """A message's state and history: queued, submitted (carrier ids), receipts, final."""
+    from roxgate.store.history import iso, message_history
+
+    found = message_history(_engine(ctx), sms_id)
+    if found is None:
+        raise click.ClickException(f"no message {sms_id}")
+    row, steps = found
+    result = f" {row['result']} {row['result_text']}" if row["result"] else ""
+    click.echo(f"{row['id']}  to {row['dest_tn']}  account {row['account_id']}")
+    click.echo(
+        f"status: {row['status']}{result}  parts: {row['parts']}  attempts: {row['attempts']}"
+    )
+    for step in steps:
+        click.echo(f"  {iso(step.at)}  {step.what:<16} {step.detail}".rstrip())
+
+
+@message.command("list")
+@click.option("--last", "limit", type=int, default=20, show_default=True)
+@click.option("--status", help="queued, submitting, submitted, delivered, failed or expired.")
+@click.pass_context
+def message_list(ctx: click.Context, limit: int, status: str | None) -> None:
+    """The newest messages."""
+    from roxgate.store.history import iso, recent_messages
+
+    rows = recent_messages(_engine(ctx), limit, status)
+    for r in rows:
+        r["created"] = iso(r["created_at"])
+    _table(rows, ["id", "account_id", "dest_tn", "status", "result", "parts", "created"])
 
 
 # --- simulator ---------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -21,6 +23,7 @@ from roxgate.store.engine import open_database
 from roxgate.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
+log = logging.getLogger("roxgate.activity")
 
 
 class Gateway:
@@ -40,6 +43,7 @@ class Gateway:
         self.carrier: SmppCarrier | None = None
         self.dispatcher: Dispatcher | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
+        self._activity_task: asyncio.Task[None] | None = None
         self.auth = Authenticator(
             self.engine,
             self.run,
@@ -88,8 +92,24 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self.writer.on_stored = lambda: loop.call_soon_threadsafe(self.dispatcher.wake)  # type: ignore[union-attr]
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+        self._activity_task = asyncio.create_task(self._log_activity(), name="activity")
+
+    async def _log_activity(self, every: float = 10.0) -> None:
+        """One INFO line per period in which something was sent or came back."""
+        assert self.dispatcher is not None and self.carrier is not None
+        before: Counter[str] = Counter()
+        while True:
+            await asyncio.sleep(every)
+            now = self.dispatcher.counts + self.carrier.counts
+            delta = now - before
+            before = now
+            if delta:
+                summary = ", ".join(f"{kind} {n}" for kind, n in sorted(delta.items()))
+                log.info("last %.0f s: %s (carrier bound: %s)", every, summary, self.carrier.bound)
 
     async def stop(self) -> None:
+        if self._activity_task is not None:
+            self._activity_task.cancel()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
             if self._dispatch_task is not None:

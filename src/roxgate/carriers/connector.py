@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -78,6 +78,7 @@ class SmppCarrier:
         ]
         self._refs = itertools.cycle(range(1, 256))  # concatenation reference numbers
         self.receipts_unmatched = 0
+        self.counts: Counter[str] = Counter()  # receipts by state, inbound (activity log)
         # carrier id -> when a receipt for it first matched nothing (monotonic s).
         self._unmatched_since: OrderedDict[str, float] = OrderedDict()
         self._receipts: Batcher[queue.Receipt, str | None] = Batcher(self._record_receipts)
@@ -162,9 +163,11 @@ class SmppCarrier:
             )
             if found is None:
                 return await self._unmatched(receipt.message_id, receipt.state, receipt.error, pdu)
+            self.counts[f"receipt {receipt.state}"] += 1
             return int(Status.ESME_ROK)
         await self._record(
             queue.record_inbound, pdu.source_addr, pdu.destination_addr,
             inbound_text(pdu),
         )  # fmt: skip
+        self.counts["inbound"] += 1
         return int(Status.ESME_ROK)

@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -100,6 +101,8 @@ class Dispatcher:
             self._record_submitted
         )
         self.sent = 0  # messages accepted by the carrier (metrics, tests)
+        # Outcomes by kind since start (the activity log line, metrics).
+        self.counts: Counter[str] = Counter()
 
     def wake(self) -> None:
         """New immediate messages were committed: look now."""
@@ -176,6 +179,7 @@ class Dispatcher:
 
     async def _record(self, message: Claimed, outcome: SendOutcome) -> None:
         p, owner, record = self.policy, self.owner, self._record_op
+        self.counts[outcome.kind] += 1
         match outcome.kind:
             case "accepted":
                 self.sent += 1
