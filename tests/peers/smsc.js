@@ -167,6 +167,7 @@ const sessions = new Set();
 const pendingReceipts = new Map(); // system_id -> [deliver_sm options] while no receiver
 const throttled = new Map(); // destination -> throttled count
 let submitsSinceDrop = 0;
+let connections = 0;
 let dropsLeft = opts.drops;
 
 function receivers(systemId) {
@@ -175,16 +176,28 @@ function receivers(systemId) {
 	);
 }
 
+// A receipt stays in session.unacked until its deliver_sm_resp arrives; when the
+// connection closes first, it is delivered again (to the next receiver bind), as an
+// SMSC does with a deliver_sm it got no answer to.
 function sendReceipt(session, receipt) {
 	const fields = receipt.fields;
-	session.deliver_sm(fields, (resp) => {
+	receipt.attempt = (receipt.attempt || 0) + 1;
+	session.unacked.add(receipt);
+	const written = session.deliver_sm(fields, (resp) => {
+		session.unacked.delete(receipt);
 		emit('RECEIPT_RESP', {message_id: receipt.messageId, command_status: resp.command_status});
 	});
 	emit('RECEIPT', {
 		message_id: receipt.messageId,
 		system_id: session.systemId,
+		connection: session.connection,
+		attempt: receipt.attempt,
 		text: fields.short_message.toString('latin1'),
 	});
+	if (!written) {
+		// The socket is no longer writable: the close handler requeues it.
+		session.dead = true;
+	}
 }
 
 function deliverReceipt(origin, receipt) {
@@ -245,7 +258,14 @@ function onSubmit(session, pdu) {
 		session.send(pdu.response({command_status: smpp.ESME_RINVCMDLEN}));
 		return;
 	}
-	const record = Object.assign({sequence: pdu.sequence_number, system_id: session.systemId}, submit);
+	const record = Object.assign(
+		{sequence: pdu.sequence_number, system_id: session.systemId, connection: session.connection},
+		submit
+	);
+	// Submits received on this connection and not answered yet, this one included
+	// (the ESME's window as seen from here).
+	session.outstanding += 1;
+	record.outstanding = session.outstanding;
 
 	if (opts.mode === 'drop') {
 		submitsSinceDrop += 1;
@@ -277,6 +297,7 @@ function onSubmit(session, pdu) {
 	emit('SUBMIT', record);
 
 	const respond = () => {
+		session.outstanding -= 1;
 		if (session.dead) {
 			return;
 		}
@@ -326,6 +347,9 @@ const server = smpp.createServer((session) => {
 	session.bound = false;
 	session.dead = false;
 	session.systemId = null;
+	session.connection = ++connections; // 1, 2, ... in accept order
+	session.outstanding = 0;
+	session.unacked = new Set(); // receipts sent, deliver_sm_resp not received
 	sessions.add(session);
 	session.on('bind_transceiver', (pdu) => onBind(session, pdu, true, true));
 	session.on('bind_transmitter', (pdu) => onBind(session, pdu, true, false));
@@ -345,8 +369,17 @@ const server = smpp.createServer((session) => {
 		session.destroy();
 	});
 	session.on('close', () => {
+		session.dead = true;
 		sessions.delete(session);
-		emit('CLOSE', {system_id: session.systemId});
+		emit('CLOSE', {
+			system_id: session.systemId,
+			connection: session.connection,
+			outstanding: session.outstanding,
+			unacked_receipts: session.unacked.size,
+		});
+		const unacked = [...session.unacked];
+		session.unacked.clear();
+		unacked.forEach((receipt) => deliverReceipt(session, receipt));
 	});
 });
 server.on('error', (e) => {
