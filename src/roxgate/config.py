@@ -44,9 +44,9 @@ class Settings:
     log_level: str = "INFO"
     # Seconds the built-in simulator waits before its delivery receipt.
     sim_receipt_delay: float = 1.0
-    # How long a worker holds a claimed message before another may send it
-    # (seconds). A worker killed mid-send leaves its messages for this long.
-    lease_seconds: float = 120.0
+    # How long a claimed message stays with its worker without a heartbeat
+    # (renewed every third of it): after a crash, its messages wait this long.
+    lease_seconds: float = 30.0
     # A submitted message with no final receipt this long after submission
     # becomes 2064 (SPEC.md §3: validity period plus grace, 48 h + 24 h).
     validity_seconds: int = 48 * 3600

@@ -206,3 +206,17 @@ def test_submitted_without_final_state_expires_with_2064(engine: Any) -> None:
     queue.record_receipt(engine, ["o1"], "DELIVRD", "000")
     assert status(engine, old) == ("expired", "2064")
     assert queue.expire_overdue(engine, submitted_before_ms=now_ms() - 60_000) == 0
+
+
+def test_heartbeat_keeps_the_lease_and_unsent_messages_go_back(engine: Any) -> None:
+    kept, unsent = add_message(engine), add_message(engine)
+    queue.claim_due(engine, "w", 10, lease_ms=1)
+    assert queue.extend_leases(engine, "w", 30_000) == 2
+    assert queue.extend_leases(engine, "other", 30_000) == 0
+    time.sleep(0.01)
+    assert queue.release_expired(engine) == 0  # renewed: nobody else may take them
+    assert queue.release_unsent(engine, "other", [unsent]) == 0
+    assert queue.release_unsent(engine, "w", [unsent]) == 1
+    assert status(engine, kept) == ("submitting", None)
+    [again] = queue.claim_due(engine, "w2", 10, lease_ms=30_000)
+    assert again.id == unsent and again.attempts == 1  # the unsent claim did not count

@@ -75,16 +75,22 @@ def submitted_spread(engine: Engine, request_id: str) -> float:
 
 SLOW_WINDOW = 5
 SLOW_MS = 300
-SLOW_COUNT = 30
+SLOW_COUNT = 60
+# Sending takes 60 / 5 x 0.3 s = 3.6 s, longer than this lease: the claimed
+# messages waiting for a window slot keep their lease only by the heartbeat
+# (without it they were claimed and sent a second time).
+SLOW_LEASE_SECONDS = 2
 
 
 def test_slow_answers_every_message_once_within_the_window(engine_factory: Any) -> None:
     # Answers come 0.3 s late (well inside response_timeout=10): nothing may time
-    # out and be sent again, and no more than `window` submits may be unanswered.
+    # out or lose its lease and be sent again, and no more than `window` submits
+    # may be unanswered.
     path, engine = engine_factory("node-slow")
     seed_accounts(engine)
     with NodeSmsc("slow", slow_ms=SLOW_MS, receipt_delay_ms=50) as smsc:
-        server = start_gateway(path, smsc.port, SLOW_WINDOW)
+        lease = {"ROXGATE_LEASE_SECONDS": str(SLOW_LEASE_SECONDS)}
+        server = start_gateway(path, smsc.port, SLOW_WINDOW, **lease)
         try:
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 env = Env(server, engine, client)
@@ -115,11 +121,8 @@ KILL_WINDOW = 20
 KILL_SLOW_MS = 300
 KILL_COUNT = 200
 # Messages claimed by the killed gateway (all 200: one claim batch) come back when
-# their lease ends (ROXGATE_LEASE_SECONDS; 120 s by default). The lease must outlast
-# the restarted gateway's own sending of the rest (~9 rounds of 0.3 s): the dispatcher
-# does not renew leases, so a message still waiting for a window slot when its lease
-# ends is claimed and sent a second time by the same gateway.
-KILL_LEASE_SECONDS = 6
+# their lease ends (ROXGATE_LEASE_SECONDS; 30 s by default, renewed by a live worker).
+KILL_LEASE_SECONDS = 3
 
 
 def test_sigkill_with_submits_in_flight_loses_nothing(engine_factory: Any) -> None:

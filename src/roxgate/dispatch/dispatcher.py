@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import socket
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -59,7 +59,7 @@ def worker_id() -> str:
 class DispatchPolicy:
     batch: int = 1000  # messages claimed at a time
     concurrency: int = 1000  # messages in flight to the carrier at once
-    lease_ms: int = 120_000
+    lease_ms: int = 30_000  # renewed every third of it while the worker lives
     max_attempts: int = 5  # transient errors, then 2065
     poll_seconds: float = 1.0
     throttle_backoff_ms: int = 2_000
@@ -95,6 +95,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
+        self._unsent: deque[Claimed] = deque()  # claimed, waiting for a slot
         self._stopping = False
         # Accepted messages are recorded together (see batching.py).
         self._submitted: Batcher[tuple[str, list[PartAccepted]], bool] = Batcher(
@@ -109,6 +110,22 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
+        try:
+            await self._loop()
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of everything claimed, every third of a lease."""
+        while True:
+            await asyncio.sleep(self.policy.lease_ms / 3000)
+            try:
+                await self._record_op(queue.extend_leases, self.owner, self.policy.lease_ms)
+            except Exception:
+                log.exception("renewing leases failed; will try again")
+
+    async def _loop(self) -> None:
         p = self.policy
         next_sweep = 0
         while not self._stopping:
@@ -132,8 +149,13 @@ class Dispatcher:
                 log.exception("claiming due messages failed; retrying")
                 claimed = []
                 await asyncio.sleep(p.poll_seconds)
-            for message in claimed:
+            self._unsent = deque(claimed)  # in due order
+            while self._unsent and not self._stopping:
                 await self._slots.acquire()
+                if not self._unsent:  # stop() took them back meanwhile
+                    self._slots.release()
+                    break
+                message = self._unsent.popleft()
                 task = asyncio.create_task(self._send(message))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
@@ -152,12 +174,23 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def stop(self) -> None:
-        """Stop claiming; let messages in flight finish (their answers get recorded)."""
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; give claimed messages not yet sent back to the queue; let
+        those in flight finish for up to ``grace`` seconds (their answers get
+        recorded). Any still unanswered come back when their lease ends."""
         self._stopping = True
         self._wake.set()
+        unsent, self._unsent = self._unsent, deque()
+        try:
+            released = await self._record_op(
+                queue.release_unsent, self.owner, [m.id for m in unsent]
+            )
+            if released:
+                log.info("stopping: %d claimed messages returned to the queue unsent", released)
+        except Exception:
+            log.exception("returning unsent messages failed; their leases will end")
         if self._inflight:
-            await asyncio.wait(self._inflight, timeout=self.policy.lease_ms / 1000)
+            await asyncio.wait(self._inflight, timeout=grace)
 
     async def _send(self, message: Claimed) -> None:
         try:

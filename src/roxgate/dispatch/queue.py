@@ -129,6 +129,45 @@ def release_expired(engine: Engine | Connection) -> int:
     return result.rowcount
 
 
+def extend_leases(db: Engine | Connection, owner: str, lease_ms: int) -> int:
+    """Heartbeat: ``owner`` is alive and still holds what it claimed, for another lease.
+
+    A claimed message may wait a while for a window slot or the TPS limit
+    (1,000 claimed at tps=5 take 200 s); without renewal its lease would end
+    mid-wait and the same message be claimed and sent twice.
+    """
+    now = now_ms()
+    with _tx(db) as conn:
+        return conn.execute(
+            update(messages)
+            .where(messages.c.status == "submitting", messages.c.lease_owner == owner)
+            .values(lease_until=now + lease_ms)
+        ).rowcount
+
+
+def release_unsent(db: Engine | Connection, owner: str, ids: list[str]) -> int:
+    """Claimed messages ``owner`` never handed to the carrier: back to the queue at once."""
+    if not ids:
+        return 0
+    now = now_ms()
+    with _tx(db) as conn:
+        return conn.execute(
+            update(messages)
+            .where(
+                messages.c.id.in_(ids),
+                messages.c.status == "submitting",
+                messages.c.lease_owner == owner,
+            )
+            .values(
+                status="queued",
+                lease_owner=None,
+                lease_until=None,
+                attempts=messages.c.attempts - 1,
+                updated_at=now,
+            )
+        ).rowcount
+
+
 def next_due(engine: Engine) -> int | None:
     """When the earliest queued message is due (ms), if any."""
     with engine.connect() as conn:
