@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
 
+from roxgate.report.outbox import enqueue_receipts
 from roxgate.rox.codes import Result
 from roxgate.store.engine import immediate
 from roxgate.store.ids import new_id, now_ms
@@ -202,6 +203,15 @@ _INSERT_PART = text(
 )
 
 
+# Replies are matched to the latest message submitted to their number.
+_REMEMBER_SENDS = text(
+    "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
+    "SELECT dest_tn, id, :now FROM messages WHERE id IN :ids "
+    "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
+    "submitted_at = excluded.submitted_at"
+).bindparams(bindparam("ids", expanding=True))
+
+
 def record_submitted(
     db: Engine | Connection, owner: str, accepted: list[tuple[str, list[PartAccepted]]]
 ) -> set[str]:
@@ -227,6 +237,8 @@ def record_submitted(
         ]
         if rows:
             conn.execute(_INSERT_PART, rows)
+        if recorded:
+            conn.execute(_REMEMBER_SENDS, {"ids": list(recorded), "now": now})
     return recorded
 
 
@@ -255,10 +267,15 @@ def record_failed(
     engine: Engine | Connection, owner: str, message_id: str, result: Result, text: str
 ) -> bool:
     """A final failure decided at submission (2062 permanent, 2065 retries exhausted)."""
-    return _release(
-        engine, owner, message_id, "failed", text,
-        status="failed", result=result.value, result_text=text, final_at=now_ms(),
-    )  # fmt: skip
+    now = now_ms()
+    with _tx(engine) as conn:
+        done = _release(
+            conn, owner, message_id, "failed", text,
+            status="failed", result=result.value, result_text=text, final_at=now,
+        )  # fmt: skip
+        if done:
+            enqueue_receipts(conn, [message_id], now)
+    return done
 
 
 def record_retry(
@@ -315,6 +332,7 @@ def expire_overdue(db: Engine | Connection, submitted_before_ms: int, limit: int
         conn.execute(_INSERT_EVENT, [
             {"mid": i, "now": now, "event": "expired", "detail": "no receipt in time"} for i in ids
         ])  # fmt: skip
+        enqueue_receipts(conn, ids, now)
     return len(ids)
 
 
@@ -332,11 +350,11 @@ _INSERT_EVENT = text(
     "INSERT INTO message_events (message_id, at, event, detail) "
     "VALUES (:mid, :now, :event, :detail)"
 )
-_FAIL_MESSAGE = text(
+_FAIL_MESSAGES = text(
     "UPDATE messages SET status = 'failed', result = :result, result_text = :text, "
     "final_at = :now, updated_at = :now "
-    "WHERE id = :mid AND status IN ('submitted', 'submitting')"
-)
+    "WHERE id IN :ids AND status IN ('submitted', 'submitting') RETURNING id"
+).bindparams(bindparam("ids", expanding=True))
 # Delivered when every part is: for the usual single-part message the count
 # is 1 and the subquery reads the part row just updated.
 _DELIVER_IF_COMPLETE = text(
@@ -344,7 +362,7 @@ _DELIVER_IF_COMPLETE = text(
     "final_at = :now, updated_at = :now "
     "WHERE id IN :ids AND status IN ('submitted', 'submitting') AND parts = "
     "(SELECT count(*) FROM message_parts p WHERE p.message_id = messages.id "
-    "AND p.status = 'delivered')"
+    "AND p.status = 'delivered') RETURNING id"
 ).bindparams(bindparam("ids", expanding=True))
 
 
@@ -388,7 +406,7 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
         found: list[str | None] = []
         part_rows: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
-        failures: list[dict[str, Any]] = []
+        failures: dict[tuple[str, str], list[str]] = {}
         delivered: list[str] = []
         for r in receipts:
             hit = next((where[c] for c in r.carrier_ids if c in where), None)
@@ -423,24 +441,32 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
                 }
             )
             if result is not None:
-                failures.append(
-                    {
-                        "result": result.value,
-                        "text": f"Carrier reported {r.state}",
-                        "now": now,
-                        "mid": message_id,
-                    }
+                failures.setdefault((result.value, f"Carrier reported {r.state}"), []).append(
+                    message_id
                 )
         if part_rows:
             conn.execute(_UPDATE_PART, part_rows)
         if events:
             conn.execute(_INSERT_EVENT, events)
-        if failures:
-            conn.execute(_FAIL_MESSAGE, failures)
+        # Failures first: a message with a failed part must not count as delivered.
+        settled: list[str] = []
+        for (code, reason), ids in failures.items():
+            for start in range(0, len(ids), 10_000):
+                settled += conn.execute(
+                    _FAIL_MESSAGES,
+                    {
+                        "ids": ids[start : start + 10_000],
+                        "result": code,
+                        "text": reason,
+                        "now": now,
+                    },
+                ).scalars()
         for start in range(0, len(delivered), 10_000):
-            conn.execute(
+            settled += conn.execute(
                 _DELIVER_IF_COMPLETE, {"ids": delivered[start : start + 10_000], "now": now}
-            )
+            ).scalars()
+        if settled:
+            enqueue_receipts(conn, settled, now)
     return found
 
 

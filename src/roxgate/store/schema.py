@@ -193,6 +193,90 @@ inbound = Table(
     Column("text", Text, nullable=False),
     Column("received_at", BigInteger, nullable=False),
     Column("matched_message_id", String(36)),
+    # Migration 0004: the account of the matched message, and what was done
+    # (e.g. "callback", "mail", "sms+mail", "optout", "unmatched").
+    Column("account_id", String(10)),
+    Column("action", String(32)),
+    Index("ix_inbound_received", "received_at"),
+)
+
+# --- Reporting back (migration 0004) -------------------------------------------
+
+# The callbacks outbox: one row per receipt or reply to POST, written in the
+# same transaction as the state change that caused it. The body is frozen at
+# that moment, so every attempt sends the same bytes.
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(10), nullable=False),
+    Column("kind", String(8), nullable=False),  # receipt | reply
+    Column("message_id", String(36), nullable=False),  # the SMS it is about
+    Column("inbound_id", String(36)),  # the reply, for kind reply
+    Column("url", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("status", String(12), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", BigInteger, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", BigInteger),
+    Column("last_error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_callbacks_status_next", "status", "next_at"),
+    Index("ix_callbacks_message", "message_id"),
+)
+
+# Every POST made, with its outcome: nothing is dropped silently.
+callback_attempts = Table(
+    "callback_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("callback_id", String(36), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("http_status", Integer),  # None: no HTTP answer (timeout, refused, SSRF guard)
+    Column("outcome", String(8), nullable=False),  # ok | retry | final
+    Column("error", Text),
+    Index("ix_callback_attempts_callback", "callback_id"),
+)
+
+# The mail outbox: receipts and replies without a URL, or whose callback
+# failed for good. With no SMTP server configured mail waits here, visible to
+# the operator.
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(10), nullable=False),
+    Column("kind", String(8), nullable=False),  # receipt | reply
+    Column("message_id", String(36), nullable=False),
+    Column("inbound_id", String(36)),
+    Column("to_addr", String(254), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(12), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", BigInteger, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", BigInteger),
+    Column("last_error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("sent_at", BigInteger),
+    Index("ix_mail_outbox_status_next", "status", "next_at"),
+    Index("ix_mail_outbox_message", "message_id"),
+)
+
+# The most recent message submitted to each number, for matching replies:
+# written with each submission, one row per number (messages has no index on
+# dest_tn on purpose, see above).
+recent_sends = Table(
+    "recent_sends",
+    metadata,
+    Column("dest_tn", String(20), primary_key=True),  # E.164
+    Column("message_id", String(36), nullable=False),
+    Column("submitted_at", BigInteger, nullable=False),
 )
 
 # Receipts that name no part we submitted (migration 0003): after the
