@@ -211,8 +211,8 @@ def test_submitted_without_final_state_expires_with_2064(engine: Any) -> None:
 def test_heartbeat_keeps_the_lease_and_unsent_messages_go_back(engine: Any) -> None:
     kept, unsent = add_message(engine), add_message(engine)
     queue.claim_due(engine, "w", 10, lease_ms=1)
-    assert queue.extend_leases(engine, "w", 30_000) == 2
-    assert queue.extend_leases(engine, "other", 30_000) == 0
+    assert queue.extend_leases(engine, "w", [kept, unsent], 30_000) == 2
+    assert queue.extend_leases(engine, "other", [kept, unsent], 30_000) == 0
     time.sleep(0.01)
     assert queue.release_expired(engine) == 0  # renewed: nobody else may take them
     assert queue.release_unsent(engine, "other", [unsent]) == 0

@@ -19,9 +19,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from roxgate.carriers.smpp.pdu import (
+    ESM_CLASS_DELIVERY_RECEIPT,
+    ESM_CLASS_INTERMEDIATE_NOTIFICATION,
+    ESM_CLASS_TYPE_MASK,
     DataCoding,
     DeliverSm,
     Status,
+    SubmitSm,
+    SubmitSmResp,
     Tlv,
     classify_submit_error,
 )
@@ -61,6 +66,34 @@ def inbound_text(pdu: DeliverSm) -> str:
     return data.decode("latin-1")
 
 
+class ThrottleBackoff:
+    """The link's answer to ESME_RTHROTTLED / ESME_RMSGQFUL: pause every submit a while.
+
+    Throttling says the SMSC wants us slower, whatever the message: the
+    pause doubles (0.1 s up to 10 s) while throttled answers keep coming after
+    a pause ended, and resets at the first accepted submit.
+    """
+
+    def __init__(self, first: float = 0.1, most: float = 10.0) -> None:
+        self._first, self._most = first, most
+        self._pause = 0.0
+        self._until = 0.0
+
+    async def pause(self) -> None:
+        wait = self._until - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def throttled(self) -> None:
+        now = time.monotonic()
+        if now >= self._until:  # throttled again after the pause: slow down more
+            self._pause = min(self._most, max(self._first, self._pause * 2))
+            self._until = now + self._pause
+
+    def ok(self) -> None:
+        self._pause = 0.0
+
+
 class SmppCarrier:
     def __init__(
         self, config: CarrierConfig, record: RunInThread, unmatched_hold_seconds: float = 300.0
@@ -76,7 +109,10 @@ class SmppCarrier:
         self._sessions = [
             SmppSession(config, self.on_deliver, mode=m, deliver_concurrency=1024) for m in modes
         ]
-        self._refs = itertools.cycle(range(1, 256))  # concatenation reference numbers
+        # Concatenation reference numbers: 8 bits in udh8, 16 bits otherwise.
+        self._refs = itertools.cycle(range(1, 256 if config.concat == "udh8" else 65_536))
+        self._throttle = ThrottleBackoff()
+        self.part_throttle_retries = 5
         self.receipts_unmatched = 0
         self.counts: Counter[str] = Counter()  # receipts by state, inbound (activity log)
         # carrier id -> when a receipt for it first matched nothing (monotonic s).
@@ -107,19 +143,45 @@ class SmppCarrier:
             self.config, message.text, message.dest_tn, ref=next(self._refs),
             source=message.sender_id,
         )  # fmt: skip
-        try:
-            answers = await asyncio.gather(*(self.submitter.submit(p) for p in pdus))
-        except OutcomeUnknown as exc:
-            return SendOutcome("lost", detail=str(exc) or type(exc).__name__)
-        except NotBound as exc:
-            return SendOutcome("lost", detail=f"not bound: {exc}")
+        # Every part runs to its end (no part left in the air when a sibling
+        # fails); the message's outcome is the worst of its parts'.
+        results = await asyncio.gather(
+            *(self._submit_part(p) for p in pdus), return_exceptions=True
+        )
         accepted: list[PartAccepted] = []
-        for part_no, resp in enumerate(answers, start=1):
-            kind = classify_submit_error(resp.command_status)
-            if kind != "ok":
-                return SendOutcome(kind, detail=_status_name(resp.command_status))
-            accepted.append(PartAccepted(part_no, resp.message_id))
+        kinds: dict[str, str] = {}
+        for part_no, result in enumerate(results, start=1):
+            if isinstance(result, OutcomeUnknown | NotBound):
+                kinds.setdefault("lost", f"{type(result).__name__}: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                kind = classify_submit_error(result.command_status)
+                if kind == "ok":
+                    accepted.append(PartAccepted(part_no, result.message_id))
+                else:
+                    kinds.setdefault(kind, _status_name(result.command_status))
+        for kind in ("permanent", "lost", "transient", "throttled"):
+            if kind in kinds:
+                return SendOutcome(kind, detail=kinds[kind])  # type: ignore[arg-type]
         return SendOutcome("accepted", accepted)
+
+    async def _submit_part(self, pdu: SubmitSm) -> SubmitSmResp:
+        """Submit one part; a throttled answer is retried in place, after the link's back-off.
+
+        Retrying the part itself (same concatenation reference) keeps a
+        multi-part message whole: re-queueing the message would send its
+        accepted parts again under a new reference, orphans on the handset.
+        """
+        for _ in range(self.part_throttle_retries):
+            await self._throttle.pause()
+            resp = await self.submitter.submit(pdu)
+            if classify_submit_error(resp.command_status) != "throttled":
+                if resp.command_status == Status.ESME_ROK:
+                    self._throttle.ok()
+                return resp
+            self._throttle.throttled()
+        return resp
 
     async def _unmatched(
         self, carrier_id: str, state: str, error: str | None, pdu: DeliverSm
@@ -164,6 +226,18 @@ class SmppCarrier:
             if found is None:
                 return await self._unmatched(receipt.message_id, receipt.state, receipt.error, pdu)
             self.counts[f"receipt {receipt.state}"] += 1
+            return int(Status.ESME_ROK)
+        if pdu.esm_class & ESM_CLASS_TYPE_MASK in (
+            ESM_CLASS_DELIVERY_RECEIPT,
+            ESM_CLASS_INTERMEDIATE_NOTIFICATION,
+        ):
+            # A receipt without any message id: nothing to match it to, and no
+            # reply either. Kept for the operator, acknowledged.
+            await self._record(
+                queue.record_unmatched_receipt, "", "UNKNOWN", None,
+                pdu.source_addr, pdu.destination_addr,
+            )  # fmt: skip
+            self.counts["receipt without id"] += 1
             return int(Status.ESME_ROK)
         await self._record(
             queue.record_inbound, pdu.source_addr, pdu.destination_addr,

@@ -96,6 +96,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._unsent: deque[Claimed] = deque()  # claimed, waiting for a slot
+        self._held: set[str] = set()  # claimed and not yet recorded: leases to renew
         self._stopping = False
         # Accepted messages are recorded together (see batching.py).
         self._submitted: Batcher[tuple[str, list[PartAccepted]], bool] = Batcher(
@@ -121,7 +122,13 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.policy.lease_ms / 3000)
             try:
-                await self._record_op(queue.extend_leases, self.owner, self.policy.lease_ms)
+                # Only what this worker still works on: a message whose outcome
+                # could not be recorded is let go, and comes back when its lease ends.
+                held = list(self._held)
+                if held:
+                    await self._record_op(
+                        queue.extend_leases, self.owner, held, self.policy.lease_ms
+                    )
             except Exception:
                 log.exception("renewing leases failed; will try again")
 
@@ -149,6 +156,7 @@ class Dispatcher:
                 log.exception("claiming due messages failed; retrying")
                 claimed = []
                 await asyncio.sleep(p.poll_seconds)
+            self._held.update(m.id for m in claimed)
             self._unsent = deque(claimed)  # in due order
             while self._unsent and not self._stopping:
                 await self._slots.acquire()
@@ -181,6 +189,7 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
         unsent, self._unsent = self._unsent, deque()
+        self._held.difference_update(m.id for m in unsent)
         try:
             released = await self._record_op(
                 queue.release_unsent, self.owner, [m.id for m in unsent]
@@ -201,9 +210,10 @@ class Dispatcher:
                 outcome = SendOutcome("transient", detail=f"{type(exc).__name__}: {exc}")
             await self._record(message, outcome)
         except Exception:
-            # Not recorded: the lease will expire and the message be sent again.
+            # Not recorded: no longer renewed, its lease ends and it is sent again.
             log.exception("recording the outcome of message %s failed", message.id)
         finally:
+            self._held.discard(message.id)
             self._slots.release()
 
     async def _record_submitted(self, accepted: list[tuple[str, list[PartAccepted]]]) -> list[bool]:

@@ -130,20 +130,27 @@ def release_expired(engine: Engine | Connection) -> int:
     return result.rowcount
 
 
-def extend_leases(db: Engine | Connection, owner: str, lease_ms: int) -> int:
-    """Heartbeat: ``owner`` is alive and still holds what it claimed, for another lease.
+def extend_leases(db: Engine | Connection, owner: str, ids: list[str], lease_ms: int) -> int:
+    """Heartbeat: ``owner`` is alive and still works on ``ids``, for another lease.
 
     A claimed message may wait a while for a window slot or the TPS limit
     (1,000 claimed at tps=5 take 200 s); without renewal its lease would end
     mid-wait and the same message be claimed and sent twice.
     """
     now = now_ms()
+    renewed = 0
     with _tx(db) as conn:
-        return conn.execute(
-            update(messages)
-            .where(messages.c.status == "submitting", messages.c.lease_owner == owner)
-            .values(lease_until=now + lease_ms)
-        ).rowcount
+        for start in range(0, len(ids), 5_000):
+            renewed += conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_(ids[start : start + 5_000]),
+                    messages.c.status == "submitting",
+                    messages.c.lease_owner == owner,
+                )
+                .values(lease_until=now + lease_ms)
+            ).rowcount
+    return renewed
 
 
 def release_unsent(db: Engine | Connection, owner: str, ids: list[str]) -> int:
@@ -355,14 +362,14 @@ _FAIL_MESSAGES = text(
     "final_at = :now, updated_at = :now "
     "WHERE id IN :ids AND status IN ('submitted', 'submitting') RETURNING id"
 ).bindparams(bindparam("ids", expanding=True))
-# Delivered when every part is: for the usual single-part message the count
-# is 1 and the subquery reads the part row just updated.
+# Delivered when every part submitted is (the parts rows, not the intake's
+# count: `payload` sends one PDU, and a 16-bit UDH can need one part more).
 _DELIVER_IF_COMPLETE = text(
     "UPDATE messages SET status = 'delivered', result = '0000', result_text = 'Delivered', "
     "final_at = :now, updated_at = :now "
-    "WHERE id IN :ids AND status IN ('submitted', 'submitting') AND parts = "
-    "(SELECT count(*) FROM message_parts p WHERE p.message_id = messages.id "
-    "AND p.status = 'delivered') RETURNING id"
+    "WHERE id IN :ids AND status IN ('submitted', 'submitting') AND NOT EXISTS "
+    "(SELECT 1 FROM message_parts p WHERE p.message_id = messages.id "
+    "AND p.status <> 'delivered') RETURNING id"
 ).bindparams(bindparam("ids", expanding=True))
 
 
