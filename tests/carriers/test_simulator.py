@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from roxgate.carriers.simulator import MAGIC_NUMBERS, SmscSimulator
+from roxgate.carriers.simulator import AUTO_REPLY_TEXT, MAGIC_NUMBERS, SmscSimulator
 from roxgate.carriers.smpp.pdu import (
     Bind,
     BindResp,
@@ -40,7 +40,7 @@ from roxgate.carriers.smpp.pdu import (
     split_frames,
 )
 from roxgate.carriers.smpp.receipt import parse_receipt
-from roxgate.sms.text import encode_gsm7
+from roxgate.sms.text import decode_gsm7, encode_gsm7
 from tests.peers.nodepeer import NodeSmsc, node_available
 
 T = TypeVar("T")
@@ -337,7 +337,7 @@ def test_decimal_ids_and_no_receipt_unless_asked() -> None:
 
 
 def test_magic_numbers() -> None:
-    assert set(MAGIC_NUMBERS) == {"9990", "9991", "9992", "9993", "9994", "9995"}
+    assert set(MAGIC_NUMBERS) == {f"999{d}" for d in range(9)}
 
     async def body(sim: SmscSimulator) -> None:
         client = await RawClient.connect(sim.port)
@@ -365,6 +365,8 @@ def test_magic_numbers() -> None:
             "61400009992": ("UNDELIV", "001", MessageState.UNDELIVERABLE),
             "61400009993": ("EXPIRED", "000", MessageState.EXPIRED),
             "61400009994": ("REJECTD", "002", MessageState.REJECTED),
+            "61400009996": ("DELETED", "000", MessageState.DELETED),
+            "61400009997": ("UNKNOWN", "000", MessageState.UNKNOWN),
             "61400001234": ("DELIVRD", "000", MessageState.DELIVERED),
         }
         ids = {}
@@ -374,7 +376,7 @@ def test_magic_numbers() -> None:
             assert resp.command_status == Status.ESME_ROK
             ids[resp.message_id] = number
         deliveries = []
-        while len(deliveries) < 6:  # the two 9991 receipts + four of the loop
+        while len(deliveries) < 8:  # the two 9991 receipts + six of the loop
             deliver = await client.expect(DeliverSm)
             client.ack(deliver)
             deliveries.append(deliver)
@@ -392,6 +394,26 @@ def test_magic_numbers() -> None:
                 assert ids[receipt.message_id] == deliver.source_addr
         undeliv = next(d for d in deliveries if d.source_addr == "61400009992")
         assert parse_receipt(undeliv).network_error_code == (3, 1)  # type: ignore[union-attr]
+        await client.close()
+
+    run(with_sim(body))
+
+
+def test_9998_is_delivered_then_replies() -> None:
+    async def body(sim: SmscSimulator) -> None:
+        client = await RawClient.connect(sim.port)
+        await client.bind()
+        seq = await client.submit("61400009998")
+        message_id = (await client.submit_resp(seq)).message_id
+        receipt = await client.expect(DeliverSm)
+        client.ack(receipt)
+        assert parse_receipt(receipt).message_id == message_id  # type: ignore[union-attr]
+        answer = await client.expect(DeliverSm)
+        client.ack(answer)
+        assert parse_receipt(answer) is None and answer.esm_class == 0
+        assert (answer.source_addr_ton, answer.source_addr) == (1, "61400009998")
+        assert (answer.dest_addr_ton, answer.destination_addr) == (5, "RoxGate")
+        assert decode_gsm7(answer.short_message) == AUTO_REPLY_TEXT
         await client.close()
 
     run(with_sim(body))

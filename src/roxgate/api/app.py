@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from roxgate.api.gateway import Gateway
 from roxgate.api.send import send
+from roxgate.api.sim import sim_reply
 from roxgate.config import Settings
 
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings, dispatch: bool = True) -> Starlette:
         routes=[
             Route("/smsapi/send", send, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/sim/reply", sim_reply, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

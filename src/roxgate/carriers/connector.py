@@ -11,6 +11,7 @@ deliver_sm_resp (so a crash makes the SMSC deliver it again, never lose it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -44,6 +45,7 @@ from roxgate.dispatch import queue
 from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.dispatcher import SendOutcome
 from roxgate.dispatch.queue import Claimed, PartAccepted
+from roxgate.report.replies import record_inbound
 from roxgate.sms.text import decode_gsm7
 
 log = logging.getLogger(__name__)
@@ -96,11 +98,26 @@ class ThrottleBackoff:
 
 class SmppCarrier:
     def __init__(
-        self, config: CarrierConfig, record: RunInThread, unmatched_hold_seconds: float = 300.0
+        self,
+        config: CarrierConfig,
+        record: RunInThread,
+        unmatched_hold_seconds: float = 300.0,
+        *,
+        reply_window_ms: int = 7 * 86_400_000,
+        max_parts: int = 10,
+        on_report: Callable[[], None] | None = None,
     ) -> None:
-        """``record(fn, *args)`` commits ``fn(connection, *args)`` (the group-commit writer)."""
+        """``record(fn, *args)`` commits ``fn(connection, *args)`` (the group-commit writer).
+
+        ``on_report`` is called after receipts or an inbound SMS were committed:
+        they may have queued callbacks, e-mails or an SMS that workers should
+        pick up now rather than at their next poll.
+        """
         self.config = config
         self.unmatched_hold_seconds = unmatched_hold_seconds
+        self.reply_window_ms = reply_window_ms
+        self.max_parts = max_parts
+        self.on_report = on_report
         self._record = record
         # Receipts are committed in groups (the writer), so many must be in
         # flight at once: 16 handlers waiting ~30 ms for a commit capped
@@ -211,7 +228,16 @@ class SmppCarrier:
         return int(Status.ESME_ROK)
 
     async def _record_receipts(self, receipts: list[queue.Receipt]) -> list[str | None]:
-        return await self._record(queue.record_receipts, receipts)  # type: ignore[no-any-return]
+        found: list[str | None] = await self._record(queue.record_receipts, receipts)
+        self._reported()
+        return found
+
+    def _reported(self) -> None:
+        if self.on_report is not None:
+            try:
+                self.on_report()
+            except Exception:  # a wake-up must never cost an acknowledgement
+                log.exception("on_report hook failed")
 
     async def on_deliver(self, pdu: DeliverSm) -> int:
         receipt = parse_receipt(pdu)
@@ -239,9 +265,15 @@ class SmppCarrier:
             )  # fmt: skip
             self.counts["receipt without id"] += 1
             return int(Status.ESME_ROK)
-        await self._record(
-            queue.record_inbound, pdu.source_addr, pdu.destination_addr,
-            inbound_text(pdu),
+        # Stored, matched and forwarded in one commit before the answer: a
+        # crash before it makes the SMSC deliver the SMS again.
+        result = await self._record(
+            functools.partial(
+                record_inbound, window_ms=self.reply_window_ms, max_parts=self.max_parts,
+                source_ton=pdu.source_addr_ton,
+            ),
+            pdu.source_addr, pdu.destination_addr, inbound_text(pdu),
         )  # fmt: skip
-        self.counts["inbound"] += 1
+        self.counts[f"inbound {result.action}"] += 1
+        self._reported()
         return int(Status.ESME_ROK)

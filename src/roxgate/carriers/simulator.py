@@ -63,6 +63,10 @@ Magic numbers (the last 4 characters of ``destination_addr``):
  9993   accepted; receipt ``stat:EXPIRED err:000`` (message_state 3)
  9994   accepted; receipt ``stat:REJECTD err:002`` (message_state 8)
  9995   accepted; no receipt, ever
+ 9996   accepted; receipt ``stat:DELETED err:000`` (message_state 4)
+ 9997   accepted; receipt ``stat:UNKNOWN err:000`` (message_state 7)
+ 9998   accepted; receipt ``stat:DELIVRD``, then the number replies
+        ``Thanks, see you then`` (an MO to the submit's source address)
  other  accepted; receipt ``stat:DELIVRD err:000`` (message_state 2)
 ======  ================================================================
 
@@ -144,7 +148,12 @@ MAGIC_NUMBERS: Final[Mapping[str, str]] = {
     "9993": "EXPIRED",
     "9994": "REJECTD",
     "9995": "no-receipt",
+    "9996": "DELETED",
+    "9997": "UNKNOWN",
+    "9998": "reply",
 }
+# What a 9998 number answers once its message is delivered (a demo of replies).
+AUTO_REPLY_TEXT: Final = "Thanks, see you then"
 _THROTTLE_TIMES: Final = 2
 
 # Receipt stat -> (message_state, err, dlvrd).
@@ -153,6 +162,8 @@ _RECEIPT_STATES: Final[dict[str, tuple[int, str, int]]] = {
     "UNDELIV": (MessageState.UNDELIVERABLE, "001", 0),
     "EXPIRED": (MessageState.EXPIRED, "000", 0),
     "REJECTD": (MessageState.REJECTED, "002", 0),
+    "DELETED": (MessageState.DELETED, "000", 0),
+    "UNKNOWN": (MessageState.UNKNOWN, "000", 0),
 }
 
 _HEADER = struct.Struct(">IIII")
@@ -685,28 +696,7 @@ class SmscSimulator:
         delivered."""
         if self._server is None:
             raise RuntimeError("simulator not started")
-        if is_gsm7(text):
-            data, coding = encode_gsm7(text), DataCoding.SMSC_DEFAULT
-        else:
-            data, coding = text.encode("utf-16-be"), DataCoding.UCS2
-        src_ton, src_npi, src = _address(source)
-        dst_ton, dst_npi, dst = _address(destination)
-        tlvs: dict[int, bytes] = {}
-        if len(data) > 254:
-            tlvs[Tlv.MESSAGE_PAYLOAD] = data
-            data = b""
-        pdu = DeliverSm(
-            source_addr_ton=src_ton,
-            source_addr_npi=src_npi,
-            source_addr=src,
-            dest_addr_ton=dst_ton,
-            dest_addr_npi=dst_npi,
-            destination_addr=dst,
-            data_coding=coding,
-            short_message=data,
-            tlvs=tlvs,
-        )
-        encode(pdu)  # raise here, not in the sending loop, for addresses that do not fit
+        pdu = _mo(source, destination, text)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Retrieve the outcome even when the caller stopped waiting (no "never retrieved").
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -786,6 +776,8 @@ class SmscSimulator:
                     status = Status.ESME_RTHROTTLED
             elif magic == "no-receipt":
                 stat = None
+            elif magic == "reply":
+                stat = "DELIVRD"
             else:
                 stat = magic
             if status:
@@ -815,6 +807,13 @@ class SmscSimulator:
             item = _Outgoing(system_id, _receipt(submit, message_id, submitted, stat), mo=False)
             if self._enqueue(item, pump=False):
                 keys.add(system_id)
+            if MAGIC_NUMBERS.get(submit.destination_addr[-4:]) == "reply":
+                answer = _mo(
+                    _plus(submit.dest_addr_ton, submit.destination_addr),
+                    _plus(submit.source_addr_ton, submit.source_addr),
+                    AUTO_REPLY_TEXT,
+                )
+                self._enqueue(_Outgoing(system_id, answer, mo=True), pump=False)
         for key in keys:
             self._pump_key(key)
 
@@ -900,6 +899,39 @@ class SmscSimulator:
                 else:
                     self._enqueue(item)
                 self._pump_session(session)
+
+
+def _plus(ton: int, address: str) -> str:
+    """An address as :func:`_address` reads it back (``+`` for international)."""
+    return f"+{address}" if ton == 1 and not address.startswith("+") else address
+
+
+def _mo(source: str, destination: str, text: str) -> DeliverSm:
+    """A mobile-originated deliver_sm: GSM 03.38 when the text allows, else UCS-2;
+    over 254 octets in ``message_payload``."""
+    if is_gsm7(text):
+        data, coding = encode_gsm7(text), DataCoding.SMSC_DEFAULT
+    else:
+        data, coding = text.encode("utf-16-be"), DataCoding.UCS2
+    src_ton, src_npi, src = _address(source)
+    dst_ton, dst_npi, dst = _address(destination)
+    tlvs: dict[int, bytes] = {}
+    if len(data) > 254:
+        tlvs[Tlv.MESSAGE_PAYLOAD] = data
+        data = b""
+    pdu = DeliverSm(
+        source_addr_ton=src_ton,
+        source_addr_npi=src_npi,
+        source_addr=src,
+        dest_addr_ton=dst_ton,
+        dest_addr_npi=dst_npi,
+        destination_addr=dst,
+        data_coding=coding,
+        short_message=data,
+        tlvs=tlvs,
+    )
+    encode(pdu)  # raise here, not in the sending loop, for addresses that do not fit
+    return pdu
 
 
 def _receipt(submit: SubmitSm, message_id: str, submitted: float, stat: str) -> DeliverSm:

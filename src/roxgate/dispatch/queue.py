@@ -26,10 +26,9 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
 from roxgate.report.outbox import enqueue_receipts
 from roxgate.rox.codes import Result
 from roxgate.store.engine import immediate
-from roxgate.store.ids import new_id, now_ms
+from roxgate.store.ids import now_ms
 from roxgate.store.schema import (
     accounts,
-    inbound,
     message_events,
     messages,
     unmatched_receipts,
@@ -505,20 +504,3 @@ def record_unmatched_receipt(
                 "received_at": now_ms(),
             },
         )
-
-
-def record_inbound(engine: Engine | Connection, source: str, destination: str, text: str) -> str:
-    """Store a mobile-originated message (before the carrier is answered)."""
-    inbound_id = new_id()
-    with _tx(engine) as conn:
-        conn.execute(
-            insert(inbound),
-            {
-                "id": inbound_id,
-                "source": source,
-                "destination": destination,
-                "text": text,
-                "received_at": now_ms(),
-            },
-        )
-    return inbound_id

@@ -1,0 +1,268 @@
+"""Replies: an inbound SMS matched to the message it answers, and forwarded (SPEC.md §3).
+
+:func:`record_inbound` runs in the transaction that stores the inbound SMS,
+before the carrier's ``deliver_sm`` is answered: the match, the opt-out
+change and whatever the reply is forwarded as (a callback, an e-mail, an SMS
+to the user's mobile) are committed together or not at all. A crash before
+the commit makes the carrier deliver the SMS again; nothing is lost and
+nothing is forwarded twice.
+
+Matching: the most recent message *submitted* to the sender's number within
+the reply window (7 days by default), whatever the account. ``recent_sends``
+keeps one row per number, written with each submission, so the match is one
+primary-key read (``messages`` deliberately has no index on ``dest_tn``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, text
+
+from roxgate.report.bodies import MessageFacts, reply_body, reply_mail
+from roxgate.report.outbox import queue_callback, queue_mail
+from roxgate.rox.timefmt import format_utc
+from roxgate.sms.phone import normalise
+from roxgate.sms.text import measure
+from roxgate.store.ids import new_id, now_ms
+
+# SPEC.md §3: the whole text, any case, surrounding spaces ignored.
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+OPT_IN_WORDS = frozenset({"START", "UNSTOP"})
+
+# Product of the SMS roxgate sends to a user's mobile to forward a reply
+# (ReplyType S/B): reports show them apart from the customer's own traffic.
+FORWARD_PRODUCT = "roxgate:reply-forward"
+
+Keyword = Literal["optout", "optin"]
+
+
+def opt_keyword(reply_text: str) -> Keyword | None:
+    word = reply_text.strip().upper()
+    if word in OPT_OUT_WORDS:
+        return "optout"
+    if word in OPT_IN_WORDS:
+        return "optin"
+    return None
+
+
+_NOT_DIGITS = re.compile(r"[\s().-]")
+
+
+def sender_e164(source_addr: str, ton: int | None = None) -> str | None:
+    """The E.164 form of an inbound SMS's source address, when it has one.
+
+    Carriers send the originator as ``61407555001`` (TON 1, international),
+    ``+61407555001``, or ``0061407555001``. A national form (``0407…``) would
+    need the carrier's country, which an address alone does not tell, so it
+    is kept as received and matches nothing. Alphanumeric originators (a
+    short code or a name) likewise.
+    """
+    raw = _NOT_DIGITS.sub("", source_addr.strip())
+    if raw.startswith("+"):
+        digits = raw[1:]
+    elif raw.startswith("00"):
+        digits = raw[2:]
+    elif ton in (1, None, 0) and not raw.startswith("0"):
+        # TON 1 says so; TON 0 (unknown) from carriers is nearly always the
+        # international digits without the plus.
+        digits = raw
+    else:
+        return None
+    if not digits.isdigit() or not 7 <= len(digits) <= 15:
+        return None
+    parsed = normalise("+" + digits, "ZZ")
+    return parsed.e164 if parsed is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """What became of an inbound SMS (stored in ``inbound.action`` too)."""
+
+    inbound_id: str
+    matched_message_id: str | None
+    action: str  # e.g. "callback", "mail", "sms+mail", "unmatched"; "+optout"/"+optin" added
+    sms_queued: bool = False  # a forward to the user's mobile waits for the dispatcher
+
+
+_MATCH = text(
+    "SELECT m.id, m.request_id, m.account_id, m.user_id, m.dest_tn, m.dest_name, "
+    "m.dest_email, m.text, m.product, m.reply_type, m.reply_url, "
+    "u.email, u.mobile, a.region, a.credits "
+    "FROM recent_sends r JOIN messages m ON m.id = r.message_id "
+    "JOIN users u ON u.id = m.user_id JOIN accounts a ON a.id = m.account_id "
+    "WHERE r.dest_tn = :tn AND r.submitted_at >= :since"
+)
+_INSERT_INBOUND = text(
+    "INSERT INTO inbound (id, source, destination, text, received_at, matched_message_id, "
+    "account_id, action) VALUES (:id, :source, :destination, :text, :now, :matched, "
+    ":account_id, :action)"
+)
+_OPT_OUT = text(
+    "INSERT INTO number_lists (account_id, number, kind, created_at) "
+    "VALUES (:account_id, :number, 'optout', :now) ON CONFLICT DO NOTHING"
+)
+_OPT_IN = text(
+    "DELETE FROM number_lists WHERE account_id = :account_id AND number = :number "
+    "AND kind = 'optout'"
+)
+_DEBIT = text(
+    "UPDATE accounts SET credits = credits - :parts, updated_at = :now "
+    "WHERE id = :account_id AND credits IS NOT NULL"
+)
+_INSERT_REQUEST = text(
+    "INSERT INTO requests (id, account_id, user_id, product, client_ip, idempotency_key, "
+    "recipients, queued, received_at) VALUES (:id, :account_id, :user_id, :product, NULL, "
+    "NULL, 1, 1, :now)"
+)
+_INSERT_MESSAGE = text(
+    "INSERT INTO messages (id, request_id, account_id, user_id, product, dest_tn, "
+    "dest_country, dest_name, dest_email, text, encoding, parts, due_at, receipt_flag, "
+    "receipt_url, reply_type, reply_url, status, created_at, updated_at, attempts) VALUES "
+    "(:id, :request_id, :account_id, :user_id, :product, :dest_tn, :dest_country, NULL, NULL, "
+    ":text, :encoding, :parts, :now, 0, NULL, 'E', NULL, 'queued', :now, :now, 0)"
+)
+
+
+def record_inbound(
+    conn: Connection,
+    source: str,
+    destination: str,
+    reply_text: str,
+    *,
+    window_ms: int = 7 * 86_400_000,
+    max_parts: int = 10,
+    source_ton: int | None = None,
+) -> InboundResult:
+    """Store an inbound SMS; match, apply opt-out/in, and queue its forwards.
+
+    Runs in the caller's transaction (the gateway's group-commit writer).
+    """
+    now = now_ms()
+    inbound_id = new_id()
+    number = sender_e164(source, source_ton)
+    row = None
+    if number is not None:
+        row = conn.execute(_MATCH, {"tn": number, "since": now - window_ms}).first()
+    if row is None:
+        conn.execute(
+            _INSERT_INBOUND,
+            {"id": inbound_id, "source": number or source, "destination": destination,
+             "text": reply_text, "now": now, "matched": None, "account_id": None,
+             "action": "unmatched"},
+        )  # fmt: skip
+        return InboundResult(inbound_id, None, "unmatched")
+
+    keyword = opt_keyword(reply_text)
+    if keyword is not None:
+        conn.execute(
+            _OPT_OUT if keyword == "optout" else _OPT_IN,
+            {"account_id": row.account_id, "number": number, "now": now},
+        )
+    actions, sms_queued = _forward(conn, row, number, reply_text, inbound_id, now, max_parts)
+    action = "+".join(actions) + (f"+{keyword}" if keyword else "")
+    conn.execute(
+        _INSERT_INBOUND,
+        {"id": inbound_id, "source": number, "destination": destination, "text": reply_text,
+         "now": now, "matched": row.id, "account_id": row.account_id, "action": action},
+    )  # fmt: skip
+    return InboundResult(inbound_id, row.id, action, sms_queued)
+
+
+def _forward(
+    conn: Connection,
+    row: Any,
+    number: str,
+    reply_text: str,
+    inbound_id: str,
+    now: int,
+    max_parts: int,
+) -> tuple[list[str], bool]:
+    """Queue the reply as the matched message's ReplyType asks; the actions taken."""
+    facts = MessageFacts(
+        sms_id=row.id, request_id=row.request_id, account_id=row.account_id,
+        username=row.email, dest_tn=row.dest_tn, dest_name=row.dest_name,
+        dest_email=row.dest_email, text=row.text, product=row.product,
+    )  # fmt: skip
+    reply_type = row.reply_type or "E"
+    common: dict[str, Any] = {
+        "account_id": row.account_id, "kind": "reply", "message_id": row.id,
+        "now": now, "inbound_id": inbound_id,
+    }  # fmt: skip
+    actions: list[str] = []
+    want_mail = reply_type in ("E", "B")
+    sms_queued = False
+    if reply_type == "H":
+        if row.reply_url:
+            body = reply_body(facts, number, reply_text, now)
+            queue_callback(conn, url=row.reply_url, body=body, **common)
+            actions.append("callback")
+        else:
+            want_mail = True  # SPEC.md §3: H without a URL goes by e-mail
+    if reply_type in ("S", "B"):
+        sms_queued = _forward_sms(conn, row, number, reply_text, now, max_parts)
+        if sms_queued:
+            actions.append("sms")
+        else:
+            want_mail = True  # no mobile (or no credit): e-mail instead
+    if want_mail:
+        subject, mail = reply_mail(facts, number, reply_text, format_utc(now))
+        queue_mail(conn, to_addr=row.email, subject=subject, body=mail, **common)
+        actions.append("mail")
+    return actions, sms_queued
+
+
+def forward_text(dest_name: str | None, number: str, reply_text: str, max_parts: int) -> str:
+    """The SMS to the user: who replied, then the reply, cut to ``max_parts`` parts."""
+    who = f"{dest_name} ({number})" if dest_name else number
+    sms = f"Reply from {who}: {reply_text}"
+    if measure(sms).parts <= max_parts:
+        return sms
+    # Trim to fit; a message is never split mid-character (measure works on str).
+    low, high = 0, len(sms)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if measure(sms[:mid] + "…").parts <= max_parts:
+            low = mid
+        else:
+            high = mid - 1
+    return sms[:low] + "…"
+
+
+def _forward_sms(
+    conn: Connection, row: Any, number: str, reply_text: str, now: int, max_parts: int
+) -> bool:
+    """Queue an SMS with the reply to the user's mobile; False when it cannot be sent.
+
+    It goes through the normal dispatch path (a queued message of the same
+    account and user, no receipt) and costs the account's credits like any
+    other SMS; without a mobile number or without enough credit the reply
+    goes by e-mail instead.
+    """
+    if not row.mobile:
+        return False
+    mobile = normalise(row.mobile, row.region or "AU")
+    if mobile is None:
+        return False
+    sms = forward_text(row.dest_name, number, reply_text, max_parts)
+    measured = measure(sms)
+    if row.credits is not None:
+        if row.credits < measured.parts:
+            return False
+        conn.execute(_DEBIT, {"parts": measured.parts, "now": now, "account_id": row.account_id})
+    request_id = new_id()
+    conn.execute(
+        _INSERT_REQUEST,
+        {"id": request_id, "account_id": row.account_id, "user_id": row.user_id,
+         "product": FORWARD_PRODUCT, "now": now},
+    )  # fmt: skip
+    conn.execute(
+        _INSERT_MESSAGE,
+        {"id": new_id(), "request_id": request_id, "account_id": row.account_id,
+         "user_id": row.user_id, "product": FORWARD_PRODUCT, "dest_tn": mobile.e164,
+         "dest_country": mobile.region, "text": sms, "encoding": measured.encoding,
+         "parts": measured.parts, "now": now},
+    )  # fmt: skip
+    return True
