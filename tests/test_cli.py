@@ -211,3 +211,55 @@ def test_wrong_password_is_not_logged(tmp_path: Path) -> None:
         server.stop()
     assert "Wr0ng-Pa55word-XYZ" not in server.logs()
     assert "result=2002" in server.logs()
+
+
+def test_replies_opt_out_and_outboxes_from_the_command_line(tmp_path: Path) -> None:
+    """The demo's reply path with no SMTP server: mail waits in the outbox, visible."""
+    run(tmp_path, "demo")
+    password = (tmp_path / ".roxgate-demo-credentials").read_text().strip()
+    server = Server(tmp_path / "cli.db", env_extra={"ROXGATE_SIM_RECEIPT_DELAY": "0.1"})
+    server.start()
+    try:
+        run(tmp_path, "account", "optout", "CI00000001", "0407 555 777")
+        numbers = run(tmp_path, "account", "numbers", "CI00000001").stdout
+        assert "optout" in numbers and "+61407555777" in numbers
+        body = {
+            "Name": "ROX_API_Request",
+            "Version": 1.1,
+            "Sender": {"AccountId": "CI00000001", "Username": "demo@example.com",
+                       "Password": password},
+            "Messages": {"Count": 2, "ReplyType": "E",
+                         "1": {"DestTn": "+61407559998", "SMSText": "See you at 10?"},
+                         "2": {"DestTn": "+61407555777", "SMSText": "Opted out"}},
+        }  # fmt: skip
+        answer = httpx.post(server.url + "/smsapi/send", json=body, timeout=30).json()
+        assert answer["Messages"]["2"]["Result"] == "2035"
+        sms_id = answer["Messages"]["1"]["SMSId"]
+        # 9998 answers "Thanks, see you then" once delivered; E: an e-mail, pending.
+        deadline = time.monotonic() + 20
+        while "Thanks, see you then" not in (
+            mail := run(tmp_path, "mail", "list", "--body").stdout
+        ):
+            assert time.monotonic() < deadline, mail
+            time.sleep(0.3)
+        assert "To: demo@example.com" in mail and "+61407559998" in mail and sms_id in mail
+        assert "pending" in run(tmp_path, "mail", "list").stdout
+        replies = run(tmp_path, "inbound", "list").stdout
+        assert "+61407559998" in replies and sms_id in replies and "mail" in replies
+        shown = run(tmp_path, "message", "show", sms_id).stdout
+        assert "reply" in shown and "reply e-mail" in shown
+
+        url = f"--url={server.url}"
+        out = run(tmp_path, "sim-reply", url, "+61407559998", "STOP").stdout
+        assert "Delivered to the gateway" in out
+        assert "+61407559998" in run(tmp_path, "account", "numbers", "CI00000001").stdout
+        run(tmp_path, "account", "optout", "--remove", "CI00000001", "+61407559998")
+        assert "+61407559998" not in run(tmp_path, "account", "numbers", "CI00000001").stdout
+        run(tmp_path, "sim-reply", url, "+61400000999", "hi")
+        unmatched = run(tmp_path, "inbound", "list", "--unmatched").stdout
+        assert "+61400000999" in unmatched and sms_id not in unmatched
+        assert run(tmp_path, "callback", "list").stdout.strip() == "(none)"
+    finally:
+        server.stop()
+    down = run(tmp_path, "sim-reply", url, "+61407559998", "hi", ok=False)
+    assert down.returncode != 0 and "cannot reach the gateway" in down.stderr

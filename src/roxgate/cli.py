@@ -301,6 +301,36 @@ def account_block(
     click.echo(f"{'unblocked' if remove else 'blocked'}: {', '.join(done)}")
 
 
+@account.command("optout")
+@click.argument("account_id")
+@click.argument("numbers", nargs=-1, required=True)
+@click.option("--remove", is_flag=True, help="Opt the numbers back in.")
+@click.pass_context
+def account_optout(
+    ctx: click.Context, account_id: str, numbers: tuple[str, ...], remove: bool
+) -> None:
+    """Put numbers on an account's opt-out list (sends to them get 2035), as STOP does."""
+    from roxgate.accounts.admin import change_number_list
+
+    done = _admin(change_number_list, _engine(ctx), account_id, "optout", list(numbers), not remove)
+    click.echo(f"{'opted in' if remove else 'opted out'}: {', '.join(done)}")
+
+
+@account.command("numbers")
+@click.argument("account_id")
+@click.option("--kind", type=click.Choice(["block", "optout"]), help="Only one list.")
+@click.pass_context
+def account_numbers(ctx: click.Context, account_id: str, kind: str | None) -> None:
+    """List an account's blocked and opted-out numbers."""
+    from roxgate.accounts.admin import list_number_lists
+    from roxgate.store.history import iso
+
+    rows = _admin(list_number_lists, _engine(ctx), account_id, kind)
+    for r in rows:
+        r["since"] = iso(r["created_at"])
+    _table(rows, ["kind", "number", "since"])
+
+
 # --- users -------------------------------------------------------------------
 
 
@@ -486,6 +516,115 @@ def message_list(ctx: click.Context, limit: int, status: str | None) -> None:
     for r in rows:
         r["created"] = iso(r["created_at"])
     _table(rows, ["id", "account_id", "dest_tn", "status", "result", "parts", "created"])
+
+
+# --- reporting back ----------------------------------------------------------
+
+
+@main.group()
+def inbound() -> None:
+    """Inbound SMS (replies) and what was done with them."""
+
+
+@inbound.command("list")
+@click.option("--last", "limit", type=int, default=20, show_default=True)
+@click.option("--unmatched", is_flag=True, help="Only those that matched no sent message.")
+@click.pass_context
+def inbound_list(ctx: click.Context, limit: int, unmatched: bool) -> None:
+    """The newest inbound SMS."""
+    from roxgate.store.history import iso, recent_inbound
+
+    rows = recent_inbound(_engine(ctx), limit, unmatched)
+    for r in rows:
+        r["received"] = iso(r["received_at"])
+        r["text"] = r["text"] if len(r["text"]) <= 40 else r["text"][:39] + "…"
+    _table(rows, ["received", "source", "account_id", "matched_message_id", "action", "text"])
+
+
+@main.group()
+def mail() -> None:
+    """The e-mail outbox: receipts and replies sent (or waiting) by e-mail."""
+
+
+@mail.command("list")
+@click.option("--last", "limit", type=int, default=20, show_default=True)
+@click.option("--status", type=click.Choice(["pending", "sending", "sent", "failed"]))
+@click.option("--body", is_flag=True, help="Print each e-mail in full.")
+@click.pass_context
+def mail_list(ctx: click.Context, limit: int, status: str | None, body: bool) -> None:
+    """The newest e-mails. Without ROXGATE_SMTP_URL they wait here as pending."""
+    from roxgate.store.history import iso, recent_mail
+
+    rows = recent_mail(_engine(ctx), limit, status)
+    if body:
+        for r in rows:
+            click.echo(f"--- {r['id']}  {r['status']}  {iso(r['created_at'])}")
+            click.echo(f"To: {r['to_addr']}\nSubject: {r['subject']}\n\n{r['body']}")
+        return
+    for r in rows:
+        r["created"] = iso(r["created_at"])
+    _table(rows, ["created", "kind", "account_id", "to_addr", "status", "attempts", "subject"])
+
+
+@main.group()
+def callback() -> None:
+    """The callbacks outbox: receipts and replies POSTed to customers."""
+
+
+@callback.command("list")
+@click.option("--last", "limit", type=int, default=20, show_default=True)
+@click.option("--status", type=click.Choice(["pending", "sending", "delivered", "failed"]))
+@click.pass_context
+def callback_list(ctx: click.Context, limit: int, status: str | None) -> None:
+    """The newest callbacks, with attempts and the last error (`message show` has each try)."""
+    from roxgate.store.history import iso, recent_callbacks
+
+    rows = recent_callbacks(_engine(ctx), limit, status)
+    for r in rows:
+        r["created"] = iso(r["created_at"])
+        r["next"] = iso(r["next_at"]) if r["status"] == "pending" else ""
+    _table(
+        rows,
+        ["created", "kind", "message_id", "url", "status", "attempts", "next", "last_error"],
+    )
+
+
+@main.command("sim-reply")
+@click.argument("source")
+@click.argument("text")
+@click.option(
+    "--url", default=None, help="The gateway (default: http://ROXGATE_HOST:ROXGATE_PORT)."
+)
+@click.pass_context
+def sim_reply(ctx: click.Context, source: str, text: str, url: str | None) -> None:
+    """Make the built-in simulator deliver an SMS from SOURCE (e.g. a reply or STOP).
+
+    Works against a local `roxgate serve` running with ROXGATE_CARRIER=sim.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    if url is None:
+        settings = _settings(ctx)
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+        url = f"http://{host}:{settings.port}"
+    data = json.dumps({"From": source, "Text": text}).encode()
+    request = urllib.request.Request(  # noqa: S310 - the operator's own gateway
+        url.rstrip("/") + "/sim/reply", data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            answer = json.loads(exc.read())
+        except ValueError:
+            answer = {"ResultText": f"HTTP {exc.code}"}
+        raise click.ClickException(str(answer.get("ResultText"))) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise click.ClickException(f"cannot reach the gateway at {url}: {exc}") from exc
+    click.echo(f"{source} -> gateway: {answer.get('ResultText')}")
 
 
 # --- simulator ---------------------------------------------------------------

@@ -51,6 +51,9 @@ class Settings:
     # becomes 2064 (SPEC.md §3: validity period plus grace, 48 h + 24 h).
     validity_seconds: int = 48 * 3600
     receipt_grace_seconds: int = 24 * 3600
+    # An inbound SMS is a reply to the latest message submitted to its sender
+    # within this many days (SPEC.md §3); older ones are kept as unmatched.
+    reply_window_days: float = 7.0
 
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None) -> Settings:

@@ -301,3 +301,17 @@ def change_number_list(
                     {"account_id": account_id, "kind": kind, "number": number, "created_at": now},
                 )
     return e164
+
+
+def list_number_lists(
+    engine: Engine, account_id: str, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """An account's block-list and opt-out entries (``kind``: block | optout | None = both)."""
+    query = select(number_lists).where(number_lists.c.account_id == account_id)
+    if kind is not None:
+        query = query.where(number_lists.c.kind == kind)
+    with engine.connect() as conn:
+        if conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first() is None:
+            raise AdminError(f"no account {account_id}")
+        rows = conn.execute(query.order_by(number_lists.c.kind, number_lists.c.number))
+        return [dict(r) for r in rows.mappings()]

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from roxgate.accounts.auth import Authenticator
+from roxgate.callbacks.http import CallbackWorker, parse_retry_schedule
+from roxgate.callbacks.mail import MailWorker, parse_smtp_url
 from roxgate.carriers.connector import SmppCarrier
 from roxgate.carriers.simulator import SmscSimulator
 from roxgate.carriers.smpp.url import parse_carrier_url
@@ -42,8 +44,11 @@ class Gateway:
         self.simulator: SmscSimulator | None = None
         self.carrier: SmppCarrier | None = None
         self.dispatcher: Dispatcher | None = None
+        self.callbacks: CallbackWorker | None = None
+        self.mail: MailWorker | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self._activity_task: asyncio.Task[None] | None = None
+        self._report_tasks: list[asyncio.Task[None]] = []
         self.auth = Authenticator(
             self.engine,
             self.run,
@@ -64,7 +69,38 @@ class Gateway:
     async def start(self, dispatch: bool = True) -> None:
         self.writer.start()
         if dispatch:
+            self._start_reporting()
             await self._start_sending()
+            self._activity_task = asyncio.create_task(self._log_activity(), name="activity")
+
+    def _start_reporting(self) -> None:
+        """The callback worker, and the mail worker when SMTP is configured.
+
+        Without ``ROXGATE_SMTP_URL`` e-mails wait in the outbox (``roxgate
+        mail list``) until a gateway with SMTP runs: nothing is dropped.
+        """
+        s = self.settings
+        self.callbacks = CallbackWorker(
+            self.writer.do,
+            retry_schedule=parse_retry_schedule(s.callback_retry),
+            timeout=s.callback_timeout,
+            allow_nets=self.allow_nets,
+        )
+        self._report_tasks.append(asyncio.create_task(self.callbacks.run(), name="callbacks"))
+        if s.smtp_url:
+            self.mail = MailWorker(self.writer.do, parse_smtp_url(s.smtp_url), s.mail_from)
+            self._report_tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
+        else:
+            log.info("no ROXGATE_SMTP_URL: e-mails wait in the outbox (roxgate mail list)")
+
+    def _reported(self) -> None:
+        """Receipts or a reply were committed: callbacks, e-mails or a forwarded SMS may wait."""
+        if self.callbacks is not None:
+            self.callbacks.wake()
+        if self.mail is not None:
+            self.mail.wake()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     async def _start_sending(self) -> None:
         """The carrier link (and the built-in simulator for ``sim``) and the dispatcher."""
@@ -79,7 +115,13 @@ class Gateway:
         # The dispatcher writes through the intake's group-commit writer: one
         # SQLite writer for everything (see Op in store/writer.py).
         config = parse_carrier_url(carrier_url)
-        self.carrier = SmppCarrier(config, self.writer.do)
+        self.carrier = SmppCarrier(
+            config,
+            self.writer.do,
+            reply_window_ms=int(self.settings.reply_window_days * 86_400_000),
+            max_parts=self.settings.max_parts,
+            on_report=self._reported,
+        )
         await self.carrier.start()
         validity = config.validity or self.settings.validity_seconds
         policy = DispatchPolicy(
@@ -92,7 +134,6 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self.writer.on_stored = lambda: loop.call_soon_threadsafe(self.dispatcher.wake)  # type: ignore[union-attr]
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
-        self._activity_task = asyncio.create_task(self._log_activity(), name="activity")
 
     async def _log_activity(self, every: float = 10.0) -> None:
         """One INFO line per period in which something was sent or came back."""
@@ -101,6 +142,10 @@ class Gateway:
         while True:
             await asyncio.sleep(every)
             now = self.dispatcher.counts + self.carrier.counts
+            if self.callbacks is not None:
+                now += Counter({f"callback {k}": v for k, v in self.callbacks.counts.items()})
+            if self.mail is not None:
+                now += Counter({f"mail {k}": v for k, v in self.mail.counts.items()})
             delta = now - before
             before = now
             if delta:
@@ -116,6 +161,12 @@ class Gateway:
                 self._dispatch_task.cancel()
         if self.carrier is not None:
             await self.carrier.close()
+        # After the carrier: receipts that arrived while it closed are posted or kept.
+        for worker in (self.callbacks, self.mail):
+            if worker is not None:
+                await worker.stop()
+        for task in self._report_tasks:
+            task.cancel()
         if self.simulator is not None:
             await self.simulator.stop()
         self.writer.stop()

@@ -204,6 +204,44 @@ def claim_callbacks(
     return [CallbackJob(*r) for r in rows]
 
 
+_CALLBACK_IDS = bindparam("ids", expanding=True)
+_EXTEND_CALLBACKS = text(
+    "UPDATE callbacks SET lease_until = :until "
+    "WHERE id IN :ids AND status = 'sending' AND lease_owner = :owner"
+).bindparams(_CALLBACK_IDS)
+_RELEASE_CALLBACKS = text(
+    "UPDATE callbacks SET status = 'pending', next_at = :next_at, lease_owner = NULL, "
+    "lease_until = NULL, updated_at = :now "
+    "WHERE id IN :ids AND status = 'sending' AND lease_owner = :owner"
+).bindparams(_CALLBACK_IDS)
+
+
+def extend_callback_leases(
+    db: Engine | Connection, owner: str, ids: Sequence[str], lease_ms: int
+) -> int:
+    """Renew ``owner``'s leases on ``ids``: callbacks it holds, queued behind a slow
+    host or in flight, must not come back to another claim meanwhile."""
+    now, changed = now_ms(), 0
+    with _tx(db) as conn:
+        for start in range(0, len(ids), 5_000):
+            chunk = list(ids[start : start + 5_000])
+            params = {"ids": chunk, "until": now + lease_ms, "owner": owner}
+            changed += conn.execute(_EXTEND_CALLBACKS, params).rowcount
+    return changed
+
+
+def release_callbacks(db: Engine | Connection, owner: str, ids: Sequence[str], next_at: int) -> int:
+    """Give back callbacks claimed but never posted, due again at ``next_at``; no
+    attempt is counted (nothing was sent)."""
+    now, changed = now_ms(), 0
+    with _tx(db) as conn:
+        for start in range(0, len(ids), 5_000):
+            chunk = list(ids[start : start + 5_000])
+            params = {"ids": chunk, "next_at": next_at, "now": now, "owner": owner}
+            changed += conn.execute(_RELEASE_CALLBACKS, params).rowcount
+    return changed
+
+
 _ATTEMPT = text(
     "INSERT INTO callback_attempts (callback_id, at, duration_ms, http_status, outcome, error) "
     "VALUES (:id, :at, :duration_ms, :http_status, :outcome, :error)"
@@ -233,14 +271,20 @@ def record_callback_attempts(
               "outcome": r.outcome, "error": r.error} for r in results],
         )  # fmt: skip
         status = {"ok": "delivered", "retry": "pending", "final": "failed"}
+
+        def done(r: CallbackResult) -> dict[str, Any]:
+            return {"status": status[r.outcome], "next_at": r.next_at or now, "error": r.error,
+                    "now": now, "id": r.id, "owner": owner}  # fmt: skip
+
+        # Delivered and retried ones in one executemany (a statement each cost
+        # more than the POST); a final one needs its own row count, to e-mail
+        # only what this owner still held.
+        plain = [done(r) for r in results if r.outcome != "final"]
+        if plain:
+            conn.execute(_CALLBACK_DONE, plain)
         mailed = 0
         for r in results:
-            changed = conn.execute(
-                _CALLBACK_DONE,
-                {"status": status[r.outcome], "next_at": r.next_at or now, "error": r.error,
-                 "now": now, "id": r.id, "owner": owner},
-            ).rowcount  # fmt: skip
-            if changed and r.outcome == "final":
+            if r.outcome == "final" and conn.execute(_CALLBACK_DONE, done(r)).rowcount:
                 mailed += _callback_to_mail(conn, r.id, now)
     return mailed
 

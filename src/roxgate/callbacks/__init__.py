@@ -1,0 +1,7 @@
+"""Reporting back to customers: receipts and replies, by HTTP callback or e-mail.
+
+``signing`` is the HMAC scheme of SPEC.md §3 ("Callback security"); ``http``
+is the worker that POSTs the callbacks outbox (retries with backoff, the SSRF
+guard, per-host isolation), and a callback that fails for good becomes an
+e-mail in the mail outbox, which ``mail`` sends over SMTP.
+"""
