@@ -5,10 +5,18 @@
 2. Starts the receiver (aiohttp, its own process, answers 200 at once), the
    carrier simulator (its own process, a DELIVRD receipt 0.5 s after each
    submit) and a gateway (role all) pointed at both.
-3. Waits until the receiver has every receipt and prints JSON: receipts
-   POSTed per second (first to last arrival), the latency from the carrier's
+3. Waits until the receiver has every receipt: the "pipeline" figures are
+   receipts POSTed per second (first to last arrival) while messages are
+   still being submitted and settled, and the latency from the carrier's
    receipt being committed (the message's ``final_at``) to its callback
-   arriving (p50/p99/max), duplicates, and the gateway's RSS.
+   arriving (p50/p99/max). Here one process submits, settles and posts, so
+   the rate is the whole path's, bound by the carrier side.
+4. "drain": every one of those N receipts is put back in the outbox as not
+   yet posted (as after a customer's outage) and a fresh gateway (the carrier
+   idle) posts them all: the callback worker's own rate through the real
+   server, writer and SSRF guard included.
+
+Both print duplicates (must be 0) and the gateway's RSS.
 
     .venv/bin/python bench/callbacks.py --messages 20000
 """
@@ -97,6 +105,47 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def requeue_callbacks(db: Path) -> None:
+    """Every receipt back in the outbox, due now, as if never posted."""
+    with sqlite3.connect(db, timeout=30) as conn:
+        conn.execute(
+            "UPDATE callbacks SET status = 'pending', attempts = 0, next_at = 0, "
+            "lease_owner = NULL, lease_until = NULL"
+        )
+
+
+def collect(
+    db: Path, total: int, receiver_port: int, carrier: str, timeout: float
+) -> tuple[list[tuple[str, float]], dict[str, int]]:
+    """Run a gateway (role all) until the receiver has ``total`` more receipts."""
+    env = {
+        **os.environ,
+        "ROXGATE_DATABASE_URL": f"sqlite:///{db}",
+        "ROXGATE_PORT": str(free_port()),
+        "ROXGATE_LOG_LEVEL": "WARNING",
+        "ROXGATE_CALLBACK_ALLOW_NETS": "127.0.0.0/8",
+        "ROXGATE_CARRIER": carrier,
+    }
+    stats = f"http://127.0.0.1:{receiver_port}/stats"
+    with httpx.Client(timeout=30) as client:
+        before = len(orjson.loads(client.get(stats).content))
+        gateway = subprocess.Popen([ROXGATE, "serve"], env=env)
+        started = time.monotonic()
+        arrivals: list[tuple[str, float]] = []
+        rss: dict[str, int] = {}
+        try:
+            while time.monotonic() - started < timeout:
+                time.sleep(0.5)
+                rss = rss_kib(gateway.pid)
+                arrivals = orjson.loads(client.get(stats).content)[before:]
+                if len(arrivals) >= total:
+                    break
+        finally:
+            gateway.terminate()
+            gateway.wait(60)
+    return arrivals, rss
+
+
 def run(total: int, timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="roxgate-bench-") as tmp:
         db = seed_database(Path(tmp))
@@ -108,42 +157,32 @@ def run(total: int, timeout: float) -> dict[str, Any]:
             [ROXGATE, "simulator", "--port", str(sim_port), "--receipt-delay", "0.5"],
             stderr=subprocess.DEVNULL,
         )
-        gateway = None
+        carrier = f"smpp://bench:bench@127.0.0.1:{sim_port}?window=100"
         try:
             queue_messages(db, total // 500, f"http://127.0.0.1:{receiver_port}/receipt")
-            env = {
-                **os.environ,
-                "ROXGATE_DATABASE_URL": f"sqlite:///{db}",
-                "ROXGATE_PORT": str(free_port()),
-                "ROXGATE_LOG_LEVEL": "WARNING",
-                "ROXGATE_CALLBACK_ALLOW_NETS": "127.0.0.0/8",
-                "ROXGATE_CARRIER": f"smpp://bench:bench@127.0.0.1:{sim_port}?window=100",
-            }
-            gateway = subprocess.Popen([ROXGATE, "serve"], env=env)
-            started = time.monotonic()
-            arrivals: list[tuple[str, float]] = []
-            rss: dict[str, int] = {}
-            with httpx.Client(timeout=30) as client:
-                while time.monotonic() - started < timeout:
-                    time.sleep(0.5)
-                    rss = rss_kib(gateway.pid)
-                    arrivals = orjson.loads(
-                        client.get(f"http://127.0.0.1:{receiver_port}/stats").content
-                    )
-                    if len(arrivals) >= total:
-                        break
+            pipeline = collect(db, total, receiver_port, carrier, timeout)
+            finals = final_times(db)
+            requeue_callbacks(db)
+            drain = collect(db, total, receiver_port, carrier, timeout)
         finally:
-            for proc in (gateway, sim, receiver):
-                if proc is not None:
-                    proc.terminate()
-                    proc.wait(60)
-        finals = final_times(db)
-    distinct = {sms_id for sms_id, _ in arrivals}
-    times = [t for _, t in arrivals]
-    lateness = [t - finals[s] for s, t in arrivals if s in finals]
-    span = max(times) - min(times) if len(times) > 1 else 0
+            for proc in (sim, receiver):
+                proc.terminate()
+                proc.wait(60)
     return {
         "messages": total,
+        "pipeline": figures(*pipeline, finals),
+        "drain": figures(*drain, None),
+    }
+
+
+def figures(
+    arrivals: list[tuple[str, float]], rss: dict[str, int], finals: dict[str, float] | None
+) -> dict[str, Any]:
+    distinct = {sms_id for sms_id, _ in arrivals}
+    times = [t for _, t in arrivals]
+    lateness = [t - finals[s] for s, t in arrivals if s in finals] if finals else []
+    span = max(times) - min(times) if len(times) > 1 else 0
+    return {
         "receipts_posted": len(arrivals),
         "distinct": len(distinct),
         "duplicates": len(arrivals) - len(distinct),

@@ -263,3 +263,22 @@ def test_replies_opt_out_and_outboxes_from_the_command_line(tmp_path: Path) -> N
         server.stop()
     down = run(tmp_path, "sim-reply", url, "+61407559998", "hi", ok=False)
     assert down.returncode != 0 and "cannot reach the gateway" in down.stderr
+
+
+def test_callback_secret_and_user_mobile(tmp_path: Path) -> None:
+    out = run(tmp_path, "account", "add", "CI00000008", "--name", "Keys").stdout
+    secret = re.search(r"^callback_secret: (\S+)$", out, re.M).group(1)  # type: ignore[union-attr]
+    assert run(tmp_path, "account", "secret", "CI00000008").stdout.strip() == (
+        f"callback_secret: {secret}"
+    )
+    rotated = run(tmp_path, "account", "secret", "CI00000008", "--rotate").stdout
+    assert secret not in rotated and rotated.startswith("callback_secret: ")
+    assert secret not in run(tmp_path, "account", "list").stdout
+    run(tmp_path, "user", "add", "CI00000008", "u@example.com", "--password-stdin",
+        stdin="long-enough-pw\n")  # fmt: skip
+    run(tmp_path, "user", "mobile", "CI00000008", "u@example.com", "0412 345 678")
+    assert "+61412345678" in run(tmp_path, "user", "list").stdout
+    run(tmp_path, "user", "mobile", "CI00000008", "u@example.com", "--clear")
+    assert "+61412345678" not in run(tmp_path, "user", "list").stdout
+    bad = run(tmp_path, "user", "mobile", "CI00000008", "u@example.com", "12", ok=False)
+    assert bad.returncode != 0 and "not a valid mobile" in bad.stderr

@@ -316,6 +316,21 @@ def account_optout(
     click.echo(f"{'opted in' if remove else 'opted out'}: {', '.join(done)}")
 
 
+@account.command("secret")
+@click.argument("account_id")
+@click.option(
+    "--rotate",
+    is_flag=True,
+    help="Replace it with a new one (callbacks still waiting use the new one).",
+)
+@click.pass_context
+def account_secret(ctx: click.Context, account_id: str, rotate: bool) -> None:
+    """Print the account's callback secret (the key of X-Rox-Signature)."""
+    from roxgate.accounts.admin import callback_secret
+
+    click.echo(f"callback_secret: {_admin(callback_secret, _engine(ctx), account_id, rotate)}")
+
+
 @account.command("numbers")
 @click.argument("account_id")
 @click.option("--kind", type=click.Choice(["block", "optout"]), help="Only one list.")
@@ -391,6 +406,24 @@ def user_passwd(
 
     _admin(set_password, _engine(ctx), account_id, email, _read_password(password, password_stdin))
     click.echo("password changed")
+
+
+@user.command("mobile")
+@click.argument("account_id")
+@click.argument("email")
+@click.argument("mobile", required=False)
+@click.option("--clear", is_flag=True, help="Remove the mobile number.")
+@click.pass_context
+def user_mobile(
+    ctx: click.Context, account_id: str, email: str, mobile: str | None, clear: bool
+) -> None:
+    """Set the mobile number replies by SMS (ReplyType S/B) go to."""
+    from roxgate.accounts.admin import set_user_mobile
+
+    if clear == (mobile is not None):
+        raise click.UsageError("give a MOBILE number or --clear")
+    _admin(set_user_mobile, _engine(ctx), account_id, email, None if clear else mobile)
+    click.echo(f"user {email}: mobile {'cleared' if clear else 'set'}")
 
 
 @user.command("disable")

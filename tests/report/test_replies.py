@@ -218,3 +218,28 @@ def test_forward_text_is_cut_to_the_part_limit() -> None:
     from roxgate.sms.text import measure
 
     assert measure(long).parts == 2
+
+
+@pytest.mark.parametrize("obstacle", ["suspended", "optout", "block", "country"])
+def test_sms_forward_obeys_the_accounts_rules(engine: Any, obstacle: str) -> None:
+    if obstacle == "suspended":
+        admin.update_account(engine, "CI00000001", status="suspended")
+    elif obstacle == "country":
+        admin.update_account(engine, "CI00000001", allowed_countries="NZ")
+    else:
+        admin.change_number_list(engine, "CI00000001", obstacle, ["+61400000001"], add=True)
+    sent_message(engine, "S")
+    assert reply(engine, "hi").action == "mail"
+    assert not any(m.product == replies.FORWARD_PRODUCT for m in rows(engine, messages))
+
+
+def test_secret_rotation_and_mobile(engine: Any) -> None:
+    first = admin.callback_secret(engine, "CI00000001")
+    assert admin.callback_secret(engine, "CI00000001") == first
+    rotated = admin.callback_secret(engine, "CI00000001", rotate=True)
+    assert rotated != first and len(rotated) >= 32
+    admin.set_user_mobile(engine, "CI00000001", "nomobile@example.com", "0400 000 002")
+    sent_message(engine, "S", user_id=2)
+    assert reply(engine, "hi").action == "sms"
+    with pytest.raises(admin.AdminError):
+        admin.callback_secret(engine, "CI00000099")

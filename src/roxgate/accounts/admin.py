@@ -315,3 +315,35 @@ def list_number_lists(
             raise AdminError(f"no account {account_id}")
         rows = conn.execute(query.order_by(number_lists.c.kind, number_lists.c.number))
         return [dict(r) for r in rows.mappings()]
+
+
+def callback_secret(engine: Engine, account_id: str, rotate: bool = False) -> str:
+    """The account's callback secret; with ``rotate`` a new one replaces it at once.
+
+    Callbacks are signed when they are posted, so after a rotation every
+    callback still waiting (retries included) carries the new signature.
+    """
+    with engine.begin() as conn:
+        if rotate:
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(callback_secret=secrets.token_urlsafe(32), updated_at=now_ms())
+            )
+        secret = conn.execute(
+            select(accounts.c.callback_secret).where(accounts.c.id == account_id)
+        ).scalar_one_or_none()
+    if secret is None:
+        raise AdminError(f"no account {account_id}")
+    return str(secret)
+
+
+def set_user_mobile(engine: Engine, account_id: str, email: str, mobile: str | None) -> None:
+    """Set (or with ``None`` clear) the mobile number replies by SMS go to."""
+    with engine.connect() as conn:
+        region = conn.execute(
+            select(accounts.c.region).where(accounts.c.id == account_id)
+        ).scalar_one_or_none()
+    if region is None:
+        raise AdminError(f"no account {account_id}")
+    _update_user(engine, account_id, email, {"mobile": _normalise_mobile(mobile, region)})

@@ -19,16 +19,15 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from roxgate.carriers.smpp.inbound import inbound_payload
 from roxgate.carriers.smpp.pdu import (
     ESM_CLASS_DELIVERY_RECEIPT,
     ESM_CLASS_INTERMEDIATE_NOTIFICATION,
     ESM_CLASS_TYPE_MASK,
-    DataCoding,
     DeliverSm,
     Status,
     SubmitSm,
     SubmitSmResp,
-    Tlv,
     classify_submit_error,
 )
 from roxgate.carriers.smpp.receipt import message_id_variants, parse_receipt
@@ -45,8 +44,7 @@ from roxgate.dispatch import queue
 from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.dispatcher import SendOutcome
 from roxgate.dispatch.queue import Claimed, PartAccepted
-from roxgate.report.replies import record_inbound
-from roxgate.sms.text import decode_gsm7
+from roxgate.report.replies import record_inbound_sms
 
 log = logging.getLogger(__name__)
 RunInThread = Callable[..., Awaitable[Any]]
@@ -57,15 +55,6 @@ def _status_name(status: int) -> str:
         return Status(status).name
     except ValueError:
         return f"0x{status:08X}"
-
-
-def inbound_text(pdu: DeliverSm) -> str:
-    data = pdu.short_message or pdu.tlvs.get(Tlv.MESSAGE_PAYLOAD, b"")
-    if pdu.data_coding == DataCoding.UCS2:
-        return data.decode("utf-16-be", errors="replace")
-    if pdu.data_coding == DataCoding.SMSC_DEFAULT:
-        return decode_gsm7(data)
-    return data.decode("latin-1")
 
 
 class ThrottleBackoff:
@@ -267,13 +256,19 @@ class SmppCarrier:
             return int(Status.ESME_ROK)
         # Stored, matched and forwarded in one commit before the answer: a
         # crash before it makes the SMSC deliver the SMS again.
-        result = await self._record(
+        payload = inbound_payload(pdu)
+        concat = payload.concat
+        results = await self._record(
             functools.partial(
-                record_inbound, window_ms=self.reply_window_ms, max_parts=self.max_parts,
+                record_inbound_sms, window_ms=self.reply_window_ms, max_parts=self.max_parts,
                 source_ton=pdu.source_addr_ton,
             ),
-            pdu.source_addr, pdu.destination_addr, inbound_text(pdu),
+            pdu.source_addr, pdu.destination_addr, payload.coding, payload.data,
+            None if concat is None else (concat.ref, concat.total, concat.seq),
         )  # fmt: skip
-        self.counts[f"inbound {result.action}"] += 1
+        if not results:
+            self.counts["inbound part"] += 1
+        for result in results:
+            self.counts[f"inbound {result.action}"] += 1
         self._reported()
         return int(Status.ESME_ROK)

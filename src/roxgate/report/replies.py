@@ -4,8 +4,10 @@
 before the carrier's ``deliver_sm`` is answered: the match, the opt-out
 change and whatever the reply is forwarded as (a callback, an e-mail, an SMS
 to the user's mobile) are committed together or not at all. A crash before
-the commit makes the carrier deliver the SMS again; nothing is lost and
-nothing is forwarded twice.
+the commit makes the carrier deliver the SMS again: nothing is lost. A crash
+after the commit but before the answer reaches the carrier makes it deliver
+the SMS once more, and it is forwarded twice (at-least-once, like every
+callback).
 
 Matching: the most recent message *submitted* to the sender's number within
 the reply window (7 days by default), whatever the account. ``recent_sends``
@@ -25,7 +27,7 @@ from roxgate.report.bodies import MessageFacts, reply_body, reply_mail
 from roxgate.report.outbox import queue_callback, queue_mail
 from roxgate.rox.timefmt import format_utc
 from roxgate.sms.phone import normalise
-from roxgate.sms.text import measure
+from roxgate.sms.text import decode_user_data, measure
 from roxgate.store.ids import new_id, now_ms
 
 # SPEC.md §3: the whole text, any case, surrounding spaces ignored.
@@ -90,7 +92,7 @@ class InboundResult:
 _MATCH = text(
     "SELECT m.id, m.request_id, m.account_id, m.user_id, m.dest_tn, m.dest_name, "
     "m.dest_email, m.text, m.product, m.reply_type, m.reply_url, "
-    "u.email, u.mobile, a.region, a.credits "
+    "u.email, u.mobile, a.region, a.credits, a.status AS account_status, a.allowed_countries "
     "FROM recent_sends r JOIN messages m ON m.id = r.message_id "
     "JOIN users u ON u.id = m.user_id JOIN accounts a ON a.id = m.account_id "
     "WHERE r.dest_tn = :tn AND r.submitted_at >= :since"
@@ -108,6 +110,7 @@ _OPT_IN = text(
     "DELETE FROM number_lists WHERE account_id = :account_id AND number = :number "
     "AND kind = 'optout'"
 )
+_ON_A_LIST = text("SELECT 1 FROM number_lists WHERE account_id = :account_id AND number = :number")
 _DEBIT = text(
     "UPDATE accounts SET credits = credits - :parts, updated_at = :now "
     "WHERE id = :account_id AND credits IS NOT NULL"
@@ -237,14 +240,21 @@ def _forward_sms(
     """Queue an SMS with the reply to the user's mobile; False when it cannot be sent.
 
     It goes through the normal dispatch path (a queued message of the same
-    account and user, no receipt) and costs the account's credits like any
-    other SMS; without a mobile number or without enough credit the reply
-    goes by e-mail instead.
+    account and user, no receipt) and obeys what any send of the account
+    would: it costs credits, and a suspended account, a mobile on the
+    account's block or opt-out list or outside its allowed countries gets
+    none. In all those cases, and without a mobile number, the reply goes by
+    e-mail instead.
     """
-    if not row.mobile:
+    if not row.mobile or row.account_status != "active":
         return False
     mobile = normalise(row.mobile, row.region or "AU")
     if mobile is None:
+        return False
+    if row.allowed_countries and mobile.region not in row.allowed_countries.split(","):
+        return False
+    listed = conn.execute(_ON_A_LIST, {"account_id": row.account_id, "number": mobile.e164})
+    if listed.first() is not None:
         return False
     sms = forward_text(row.dest_name, number, reply_text, max_parts)
     measured = measure(sms)
@@ -266,3 +276,112 @@ def _forward_sms(
          "parts": measured.parts, "now": now},
     )  # fmt: skip
     return True
+
+
+# --- long inbound SMS ---------------------------------------------------------------
+
+_INSERT_PART = text(
+    "INSERT INTO inbound_parts (source, destination, ref, total, seq, coding, data, "
+    "received_at) VALUES (:source, :destination, :ref, :total, :seq, :coding, :data, :now) "
+    "ON CONFLICT DO NOTHING"
+)
+_GROUP = "source = :source AND destination = :destination AND ref = :ref AND total = :total"
+_COUNT_PARTS = text(f"SELECT count(*) FROM inbound_parts WHERE {_GROUP}")  # noqa: S608 - constant
+_PARTS_OF = text(f"SELECT seq, coding, data FROM inbound_parts WHERE {_GROUP} ORDER BY seq")  # noqa: S608 - constant
+_DELETE_GROUP = text(f"DELETE FROM inbound_parts WHERE {_GROUP}")  # noqa: S608 - constant
+_STALE_GROUPS = text(
+    "SELECT DISTINCT source, destination, ref, total FROM inbound_parts WHERE received_at < :before"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The user data of a long SMS, parts in order; ``complete`` False if some never came."""
+
+    source: str
+    destination: str
+    coding: int
+    data: bytes
+    complete: bool
+
+
+def _join(conn: Connection, key: dict[str, Any]) -> Joined:
+    rows = conn.execute(_PARTS_OF, key).all()
+    conn.execute(_DELETE_GROUP, key)
+    return Joined(
+        key["source"], key["destination"], rows[0].coding,
+        b"".join(r.data for r in rows), len(rows) == key["total"],
+    )  # fmt: skip
+
+
+def collect_part(
+    conn: Connection,
+    source: str,
+    destination: str,
+    ref: int,
+    total: int,
+    seq: int,
+    coding: int,
+    data: bytes,
+) -> Joined | None:
+    """Keep one part of a long inbound SMS; the whole message once every part is there.
+
+    A part the carrier delivers twice is kept once. Runs in the transaction
+    that answers for the part, so a crash loses no part.
+    """
+    key = {"source": source, "destination": destination, "ref": ref, "total": total}
+    conn.execute(_INSERT_PART, {**key, "seq": seq, "coding": coding, "data": data,
+                                "now": now_ms()})  # fmt: skip
+    have = conn.execute(_COUNT_PARTS, key).scalar_one()
+    return _join(conn, key) if have >= total else None
+
+
+def flush_stale_parts(conn: Connection, before_ms: int) -> list[Joined]:
+    """Long SMS some of whose parts never came: what did come, as messages of their own.
+
+    Called as inbound traffic arrives: a part missing for this long (an hour
+    by default) is not coming, and what did arrive must reach the customer.
+    """
+    groups = conn.execute(_STALE_GROUPS, {"before": before_ms}).mappings().all()
+    return [_join(conn, dict(g)) for g in groups]
+
+
+def record_inbound_sms(
+    conn: Connection,
+    source: str,
+    destination: str,
+    coding: int,
+    data: bytes,
+    concat: tuple[int, int, int] | None = None,
+    *,
+    window_ms: int = 7 * 86_400_000,
+    max_parts: int = 10,
+    source_ton: int | None = None,
+    stale_parts_ms: int = 3_600_000,
+) -> list[InboundResult]:
+    """One deliver_sm's SMS (or part, ``concat`` = (ref, total, seq)): stored, and
+    every message it completes recorded by :func:`record_inbound`.
+
+    Usually one result; none while a long SMS waits for its other parts; more
+    when long SMS whose parts stopped coming are given up on.
+    """
+    wanted: list[Joined] = []
+    if concat is None:
+        wanted.append(Joined(source, destination, coding, data, True))
+    else:
+        ref, total, seq = concat
+        joined = collect_part(conn, source, destination, ref, total, seq, coding, data)
+        if joined is not None:
+            wanted.append(joined)
+    wanted += flush_stale_parts(conn, now_ms() - stale_parts_ms)
+    results = []
+    for message in wanted:
+        body = decode_user_data(message.coding, message.data)
+        if not message.complete:
+            body += " […]"  # parts never came: say so rather than pretend
+        result = record_inbound(
+            conn, message.source, message.destination, body,
+            window_ms=window_ms, max_parts=max_parts, source_ton=source_ton,
+        )  # fmt: skip
+        results.append(result)
+    return results

@@ -344,3 +344,21 @@ def decode_gsm7(data: bytes) -> str:
         else:
             out.append(_GSM_DEFAULT_TABLE[septet])
     return "".join(out)
+
+
+# Data coding schemes of SMS user data (GSM 03.38 §4 / SMPP data_coding).
+DCS_GSM7 = 0x00
+DCS_UCS2 = 0x08
+
+
+def decode_user_data(coding: int, data: bytes) -> str:
+    """The text of SMS user data: UCS-2, GSM 03.38 (unpacked, a septet an octet), else Latin-1.
+
+    Latin-1 for the rest (data_coding 3, and the binary/unknown schemes some
+    carriers use for plain text) never fails and keeps every octet visible.
+    """
+    if coding == DCS_UCS2:
+        return data.decode("utf-16-be", errors="replace")
+    if coding == DCS_GSM7:
+        return decode_gsm7(data)
+    return data.decode("latin-1")

@@ -305,3 +305,20 @@ number_lists = Table(
     Column("kind", String(8), primary_key=True),  # block | optout
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Parts of a long inbound SMS (migration 0005), stored as they arrive (each
+# deliver_sm is answered after its part is committed) and turned into one
+# inbound message when the last one is there.
+inbound_parts = Table(
+    "inbound_parts",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("destination", String(32), primary_key=True),
+    Column("ref", Integer, primary_key=True),
+    Column("total", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("coding", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Index("ix_inbound_parts_received", "received_at"),
+)
