@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -39,6 +40,10 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    role: str = "all"  # roxgate serve --role
+    # A database other than the SQLite file (a postgresql:// URL); db_path then
+    # only names the log file.
+    database: str | None = None
 
     @property
     def url(self) -> str:
@@ -46,7 +51,7 @@ class Server:
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
+        return self.database or f"sqlite:///{self.db_path}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROXGATE_")}
@@ -62,7 +67,10 @@ class Server:
         self.log_path = self.db_path.with_suffix(f".{self.port}.log")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [ROXGATE, "serve"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            [ROXGATE, "serve", "--role", self.role],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -173,3 +181,182 @@ def request_body(
     for i, r in enumerate(recipients, start=1):
         body["Messages"][str(i)] = r
     return body
+
+
+# --- PostgreSQL ---------------------------------------------------------------------
+#
+# The store layer runs on SQLite (the default) and PostgreSQL (scale-out). These
+# fixtures give tests fresh PostgreSQL databases on the local server; without
+# one the PostgreSQL tests are skipped, loudly, unless ROXGATE_REQUIRE_POSTGRES=1
+# makes that a failure (CI, where a skip would hide a broken store).
+
+PG_ADMIN_URL = os.environ.get(
+    "ROXGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _pg_reachable(url: str) -> str | None:
+    """None when ``url`` accepts a connection, else why not."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip() or type(exc).__name__
+    return None
+
+
+def _start_local_cluster() -> None:
+    """Try to start the distribution's cluster (Debian/Ubuntu ``pg_ctlcluster``)."""
+    import shutil
+
+    ctl = shutil.which("pg_ctlcluster")
+    if ctl is None or not os.path.isdir("/etc/postgresql"):
+        return
+    # The newest installed version (15 sorts after 9.6).
+    versions = sorted(
+        (v for v in os.listdir("/etc/postgresql") if v.replace(".", "").isdigit()),
+        key=lambda v: [int(n) for n in v.split(".")],
+    )
+    if not versions:
+        return
+    subprocess.run(
+        [ctl, "--skip-systemctl-redirect", versions[-1], "main", "start"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_url(pytestconfig: pytest.Config) -> str:
+    """The URL of the PostgreSQL maintenance database (to create test databases from)."""
+    why = _pg_reachable(PG_ADMIN_URL)
+    if why is not None:
+        _start_local_cluster()
+        deadline = time.monotonic() + 15
+        while why is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            why = _pg_reachable(PG_ADMIN_URL)
+    if why is not None:
+        message = (
+            f"!!! POSTGRESQL NOT AVAILABLE at {PG_ADMIN_URL} ({why}): "
+            "the PostgreSQL store tests did NOT run !!!"
+        )
+        if os.environ.get("ROXGATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " (ROXGATE_REQUIRE_POSTGRES=1)", pytrace=False)
+        # Past pytest's capture, so it is seen even when the run is green.
+        capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\nWARNING: {message}", file=sys.stderr, flush=True)
+        pytest.skip(message)
+    return PG_ADMIN_URL
+
+
+class PgDatabases:
+    """Databases ``roxgate_test_<name>_<random>`` made on the server of ``admin_url``."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.made: list[str] = []
+        self.engines: dict[str, list[Engine]] = {}
+        self._migrated: str | None = None  # a database to copy, migrated once
+
+    def create(self, name: str, template: str | None = None) -> str:
+        """The URL of a new database: empty, or a copy of ``template``."""
+        import re
+        import secrets
+
+        import psycopg
+        from psycopg import sql
+
+        slug = re.sub(r"[^a-z0-9_]", "_", name.lower())[:32]
+        db_name = f"roxgate_test_{slug}_{secrets.token_hex(4)}"
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(statement)
+        self.made.append(db_name)
+        return self.admin_url.rsplit("/", 1)[0] + "/" + db_name
+
+    def open(self, name: str) -> tuple[str, Engine]:
+        """A new database with every migration applied, and an engine on it.
+
+        The migrations run from empty once a session (``open_database`` on a
+        new database); each test's database is a copy of that one, which
+        ``open_database`` then finds at head: a third of the time.
+        """
+        if self._migrated is None:
+            url = self.create("migrated")
+            open_database(url).dispose()  # a template must have no connection
+            self._migrated = url.rsplit("/", 1)[1]
+        url = self.create(name, template=self._migrated)
+        engine = open_database(url)
+        self.engines.setdefault(url, []).append(engine)
+        return url, engine
+
+    def drop(self, url: str) -> None:
+        """Close the engines on the database and drop it (the server allows 100 connections)."""
+        import psycopg
+        from psycopg import sql
+
+        for engine in self.engines.pop(url, []):
+            engine.dispose()
+        db_name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
+            )
+        if db_name in self.made:
+            self.made.remove(db_name)
+
+    def drop_all(self) -> None:
+        base = self.admin_url.rsplit("/", 1)[0]
+        for db_name in list(self.made):
+            self.drop(f"{base}/{db_name}")
+
+
+@pytest.fixture(scope="session")
+def pg_databases(pg_url: str) -> Iterator[PgDatabases]:
+    databases = PgDatabases(pg_url)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_database_factory(pg_databases: PgDatabases) -> Any:
+    """``make(name)``: the URL of a new, empty database ``roxgate_test_<name>_<random>``,
+    dropped at the end of the session."""
+    return pg_databases.create
+
+
+@pytest.fixture(scope="session")
+def pg_engine_factory(pg_databases: PgDatabases) -> Any:
+    """``make(name)``: ``(url, engine)`` of a new database with every migration applied
+    (by ``open_database``), dropped at the end of the session."""
+    return pg_databases.open
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_factory(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``make(name)``: a migrated engine on each database the store supports, in turn.
+
+    The PostgreSQL databases are dropped when the test ends.
+    """
+    if request.param == "sqlite":
+        sqlite_factory = request.getfixturevalue("engine_factory")
+        yield lambda name: sqlite_factory(name)[1]
+        return
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    urls: list[str] = []
+
+    def make(name: str) -> Engine:
+        url, engine = databases.open(name)
+        urls.append(url)
+        return engine
+
+    yield make
+    for url in urls:
+        databases.drop(url)

@@ -17,13 +17,23 @@ from roxgate.store.schema import users
 PASSWORD = "s3cret-pass-phrase"
 
 
-@pytest.fixture
-def engine(engine_factory: Any) -> Any:
-    _, engine = engine_factory("auth")
+def seed(engine: Any) -> Any:
     admin.add_account(engine, "CI00000001", "A", allowed_nets="10.0.0.0/8,2001:db8::/32")
     admin.add_user(engine, "CI00000001", "Ann@Example.com", PASSWORD)
     admin.add_user(engine, "CI00000001", "bob@example.com", PASSWORD + "-bob")
     return engine
+
+
+@pytest.fixture
+def engine(engine_factory: Any) -> Any:
+    _, engine = engine_factory("auth")
+    return seed(engine)
+
+
+@pytest.fixture
+def any_engine(store_factory: Any) -> Any:
+    """For the tests whose queries matter: on SQLite and on PostgreSQL."""
+    return seed(store_factory("auth"))
 
 
 def make_auth(engine: Any, **kwargs: Any) -> Authenticator:
@@ -40,7 +50,9 @@ async def code_of(
     return "0000"
 
 
-def test_success_is_cached_and_rechecked(engine: Any) -> None:
+def test_success_is_cached_and_rechecked(any_engine: Any) -> None:
+    engine = any_engine
+
     async def scenario() -> None:
         auth = make_auth(engine)
         assert await code_of(auth, PASSWORD, email="ANN@example.com ") == "0000"
@@ -61,7 +73,9 @@ def test_success_is_cached_and_rechecked(engine: Any) -> None:
     asyncio.run(scenario())
 
 
-def test_failures_are_never_cached_and_lock_after_five(engine: Any) -> None:
+def test_failures_are_never_cached_and_lock_after_five(any_engine: Any) -> None:
+    engine = any_engine
+
     async def scenario() -> None:
         auth = make_auth(engine)
         codes = [await code_of(auth, "wrong") for _ in range(5)]
@@ -75,7 +89,9 @@ def test_failures_are_never_cached_and_lock_after_five(engine: Any) -> None:
     asyncio.run(scenario())
 
 
-def test_success_resets_the_failure_count(engine: Any) -> None:
+def test_success_resets_the_failure_count(any_engine: Any) -> None:
+    engine = any_engine
+
     async def scenario() -> None:
         auth = make_auth(engine)
         for _ in range(4):

@@ -1,4 +1,4 @@
-"""The queue in the messages table, against a real SQLite database."""
+"""The queue in the messages table, against real SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from roxgate.store.schema import message_events, message_parts, messages
 
 
 @pytest.fixture
-def engine(engine_factory: Any) -> Any:
-    _, engine = engine_factory("queue")
+def engine(store_factory: Any) -> Any:
+    engine = store_factory("queue")
     admin.add_account(engine, "CI00000001", "A", sender_id="Clinic")
     return engine
 
@@ -209,8 +209,8 @@ def test_submitted_without_final_state_expires_with_2064(engine: Any) -> None:
 def test_heartbeat_keeps_the_lease_and_unsent_messages_go_back(engine: Any) -> None:
     kept, unsent = add_message(engine), add_message(engine)
     queue.claim_due(engine, "w", 10, lease_ms=1)
-    assert queue.extend_leases(engine, "w", [kept, unsent], 30_000) == 2
-    assert queue.extend_leases(engine, "other", [kept, unsent], 30_000) == 0
+    assert queue.extend_leases(engine, "w", [kept, unsent], 30_000) == {kept, unsent}
+    assert queue.extend_leases(engine, "other", [kept, unsent], 30_000) == set()
     time.sleep(0.01)
     assert queue.release_expired(engine) == 0  # renewed: nobody else may take them
     assert queue.release_unsent(engine, "other", [unsent]) == 0

@@ -1,4 +1,4 @@
-"""Reply matching, opt-out and forwarding, against a real SQLite database."""
+"""Reply matching, opt-out and forwarding, against real SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ NUMBER = "+61407555001"
 
 
 @pytest.fixture
-def engine(engine_factory: Any) -> Any:
-    _, engine = engine_factory("replies")
+def engine(store_factory: Any) -> Any:
+    engine = store_factory("replies")
     admin.add_account(engine, "CI00000001", "A")
     admin.add_user(engine, "CI00000001", "user@example.com", "password1", mobile="+61400000001")
     admin.add_user(engine, "CI00000001", "nomobile@example.com", "password1")
@@ -243,3 +243,26 @@ def test_secret_rotation_and_mobile(engine: Any) -> None:
     assert reply(engine, "hi").action == "sms"
     with pytest.raises(admin.AdminError):
         admin.callback_secret(engine, "CI00000099")
+
+
+def test_two_messages_to_one_number_submitted_in_one_batch(engine: Any) -> None:
+    """A reply matches the later one (PostgreSQL upserts a row once per statement)."""
+    ids = []
+    for _ in range(2):
+        sms_id, now = new_id(), now_ms()
+        with engine.begin() as conn:
+            conn.execute(
+                insert(messages),
+                {
+                    "id": sms_id, "request_id": "req-1", "account_id": "CI00000001",
+                    "user_id": 1, "dest_tn": NUMBER, "dest_country": "AU", "text": "hi",
+                    "encoding": "gsm", "parts": 1, "due_at": now, "receipt_flag": 0,
+                    "reply_type": "E", "status": "queued", "created_at": now, "updated_at": now,
+                },
+            )  # fmt: skip
+        ids.append(sms_id)
+    assert len(queue.claim_due(engine, "w", 10, 30_000)) == 2
+    accepted = [(sms_id, [queue.PartAccepted(1, f"c-{sms_id}")]) for sms_id in reversed(ids)]
+    assert queue.record_submitted(engine, "w", accepted) == set(ids)
+    assert [r.message_id for r in rows(engine, recent_sends)] == [ids[1]]
+    assert reply(engine, "yes").matched_message_id == ids[1]

@@ -12,6 +12,13 @@ A claim stamps ``lease_owner`` and ``lease_until``; a worker that dies leaves
 its rows to come back when the lease ends (``release_expired``). Every
 function here is one short transaction that takes the SQLite write lock at
 BEGIN (``immediate``), so it never fails half-way on a lock upgrade.
+
+On PostgreSQL many worker processes share the table and nothing serialises
+their transactions: claims lock the rows they take (``FOR UPDATE SKIP
+LOCKED``, so a second claimer takes the next rows instead of waiting for, or
+taking, the same ones), and a read that decides a later write locks what it
+read. SQLite renders none of these clauses; its one write lock already
+serialises everything.
 """
 
 from __future__ import annotations
@@ -99,6 +106,9 @@ def claim_due(engine: Engine | Connection, owner: str, limit: int, lease_ms: int
             .where(messages.c.status == "queued", messages.c.due_at <= now)
             .order_by(messages.c.due_at)
             .limit(limit)
+            # PostgreSQL: rows another worker is claiming are skipped, not
+            # waited for; only messages rows are locked, not their account.
+            .with_for_update(skip_locked=True, of=messages)
         ).all()
         if not rows:
             return []
@@ -117,10 +127,22 @@ def claim_due(engine: Engine | Connection, owner: str, limit: int, lease_ms: int
     return [Claimed(*r[:7], attempts=r.attempts + 1) for r in rows]
 
 
+# PostgreSQL: rows locked right now (their owner is renewing or recording
+# them, or another sweep has them) are left to the next sweep rather than
+# waited for, so concurrent sweeps and owners never wait on each other.
+_RELEASE_EXPIRED_PG = text(
+    "UPDATE messages SET status = 'queued', lease_owner = NULL, lease_until = NULL, "
+    "updated_at = :now WHERE id IN (SELECT id FROM messages "
+    "WHERE status = 'submitting' AND lease_until < :now FOR UPDATE SKIP LOCKED)"
+)
+
+
 def release_expired(engine: Engine | Connection) -> int:
     """Return messages whose lease ended (their worker died or stalled) to the queue."""
     now = now_ms()
     with _tx(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            return conn.execute(_RELEASE_EXPIRED_PG, {"now": now}).rowcount
         result = conn.execute(
             update(messages)
             .where(messages.c.status == "submitting", messages.c.lease_until < now)
@@ -129,26 +151,31 @@ def release_expired(engine: Engine | Connection) -> int:
     return result.rowcount
 
 
-def extend_leases(db: Engine | Connection, owner: str, ids: list[str], lease_ms: int) -> int:
+def extend_leases(db: Engine | Connection, owner: str, ids: list[str], lease_ms: int) -> set[str]:
     """Heartbeat: ``owner`` is alive and still works on ``ids``, for another lease.
 
     A claimed message may wait a while for a window slot or the TPS limit
     (1,000 claimed at tps=5 take 200 s); without renewal its lease would end
-    mid-wait and the same message be claimed and sent twice.
+    mid-wait and the same message be claimed and sent twice. Returns the ids
+    renewed: one missing was lost (the worker stalled past its lease and
+    another took it) and must not be sent by this worker.
     """
     now = now_ms()
-    renewed = 0
+    renewed: set[str] = set()
     with _tx(db) as conn:
         for start in range(0, len(ids), 5_000):
-            renewed += conn.execute(
-                update(messages)
-                .where(
-                    messages.c.id.in_(ids[start : start + 5_000]),
-                    messages.c.status == "submitting",
-                    messages.c.lease_owner == owner,
-                )
-                .values(lease_until=now + lease_ms)
-            ).rowcount
+            renewed.update(
+                conn.execute(
+                    update(messages)
+                    .where(
+                        messages.c.id.in_(ids[start : start + 5_000]),
+                        messages.c.status == "submitting",
+                        messages.c.lease_owner == owner,
+                    )
+                    .values(lease_until=now + lease_ms)
+                    .returning(messages.c.id)
+                ).scalars()
+            )
     return renewed
 
 
@@ -209,13 +236,30 @@ _INSERT_PART = text(
 )
 
 
-# Replies are matched to the latest message submitted to their number.
-_REMEMBER_SENDS = text(
-    "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
-    "SELECT dest_tn, id, :now FROM messages WHERE id IN :ids "
-    "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
-    "submitted_at = excluded.submitted_at"
-).bindparams(bindparam("ids", expanding=True))
+# Replies are matched to the latest message submitted to their number. Two
+# messages to one number in a batch: SQLite upserts both in id order (the
+# later wins); PostgreSQL refuses to touch a row twice in one statement, so
+# it is given one row per number, the later message's, in number order (the
+# order the rows are locked in, the same in every worker).
+_REMEMBER_SENDS = {
+    "sqlite": text(
+        "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
+        "SELECT dest_tn, id, :now FROM messages WHERE id IN :ids "
+        "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
+        "submitted_at = excluded.submitted_at "
+        # Another process's older batch committing later must not win.
+        "WHERE recent_sends.submitted_at <= excluded.submitted_at"
+    ).bindparams(bindparam("ids", expanding=True)),
+    "postgresql": text(
+        "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
+        "SELECT DISTINCT ON (dest_tn) dest_tn, id, :now FROM messages WHERE id IN :ids "
+        "ORDER BY dest_tn, id DESC "
+        "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
+        "submitted_at = excluded.submitted_at "
+        # Another process's older batch committing later must not win.
+        "WHERE recent_sends.submitted_at <= excluded.submitted_at"
+    ).bindparams(bindparam("ids", expanding=True)),
+}
 
 
 def record_submitted(
@@ -244,7 +288,7 @@ def record_submitted(
         if rows:
             conn.execute(_INSERT_PART, rows)
         if recorded:
-            conn.execute(_REMEMBER_SENDS, {"ids": list(recorded), "now": now})
+            conn.execute(_REMEMBER_SENDS[conn.dialect.name], {"ids": sorted(recorded), "now": now})
     return recorded
 
 
@@ -326,6 +370,9 @@ def expire_overdue(db: Engine | Connection, submitted_before_ms: int, limit: int
                     messages.c.status == "submitted", messages.c.submitted_at < submitted_before_ms
                 )
                 .limit(limit)
+                # PostgreSQL: a receipt or another worker's sweep settling one
+                # of these meanwhile would otherwise get its receipt queued twice.
+                .with_for_update(skip_locked=True)
             ).scalars()
         )
         if not ids:
@@ -345,6 +392,12 @@ def expire_overdue(db: Engine | Connection, submitted_before_ms: int, limit: int
 # Receipts arrive at the rate messages are sent: these statements are built
 # once (plain SQL, valid on SQLite and PostgreSQL) instead of per call, and
 # "delivered when every part is" is one conditional UPDATE.
+# PostgreSQL: the messages a batch of receipts is about are locked first, in
+# id order. Two parts of one message settled at once in two workers would
+# each see the other part not yet delivered, and neither deliver it.
+_LOCK_MESSAGES_PG = text(
+    "SELECT id FROM messages WHERE id IN :ids ORDER BY id FOR UPDATE"
+).bindparams(bindparam("ids", expanding=True))
 _FIND_PARTS = text(
     "SELECT carrier_id, message_id, part_no FROM message_parts WHERE carrier_id IN :ids"
 ).bindparams(bindparam("ids", expanding=True))
@@ -450,6 +503,10 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
                 failures.setdefault((result.value, f"Carrier reported {r.state}"), []).append(
                     message_id
                 )
+        if part_rows and conn.dialect.name == "postgresql":
+            hit = sorted({row["mid"] for row in part_rows})
+            for start in range(0, len(hit), 10_000):
+                conn.execute(_LOCK_MESSAGES_PG, {"ids": hit[start : start + 10_000]})
         if part_rows:
             conn.execute(_UPDATE_PART, part_rows)
         if events:

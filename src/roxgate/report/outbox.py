@@ -6,6 +6,11 @@ just settled), so a crash can lose neither the state change nor its receipt.
 Workers claim rows with a lease, like the dispatcher claims messages, and
 record each attempt; a callback that fails for good becomes an e-mail in the
 same transaction.
+
+On PostgreSQL many workers claim from the same outboxes at once: a claim
+locks the rows it takes (``FOR UPDATE SKIP LOCKED``, SQLite renders nothing
+for it), and the sweep of ended leases skips rows locked by their owner or
+another sweep instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -169,17 +174,35 @@ class CallbackResult:
     next_at: int | None = None  # for retry
 
 
+# Leases that ended go back to pending before each claim. PostgreSQL: a row
+# locked right now (its owner is recording or renewing it, or another worker
+# sweeps it) is left for the next sweep, so claimers never queue behind it.
+_EXPIRE_CALLBACK_LEASES_PG = text(
+    "UPDATE callbacks SET status = 'pending', lease_owner = NULL, lease_until = NULL, "
+    "updated_at = :now WHERE id IN (SELECT id FROM callbacks "
+    "WHERE status = 'sending' AND lease_until < :now FOR UPDATE SKIP LOCKED)"
+)
+_EXPIRE_MAIL_LEASES_PG = text(
+    "UPDATE mail_outbox SET status = 'pending', lease_owner = NULL, lease_until = NULL, "
+    "updated_at = :now WHERE id IN (SELECT id FROM mail_outbox "
+    "WHERE status = 'sending' AND lease_until < :now FOR UPDATE SKIP LOCKED)"
+)
+
+
 def claim_callbacks(
     db: Engine | Connection, owner: str, limit: int, lease_ms: int
 ) -> list[CallbackJob]:
     """Up to ``limit`` pending callbacks that are due, oldest first, leased to ``owner``."""
     now = now_ms()
     with _tx(db) as conn:
-        conn.execute(
-            update(callbacks)
-            .where(callbacks.c.status == "sending", callbacks.c.lease_until < now)
-            .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
-        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(_EXPIRE_CALLBACK_LEASES_PG, {"now": now})
+        else:
+            conn.execute(
+                update(callbacks)
+                .where(callbacks.c.status == "sending", callbacks.c.lease_until < now)
+                .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
+            )
         rows = conn.execute(
             select(
                 callbacks.c.id,
@@ -194,6 +217,9 @@ def claim_callbacks(
             .where(callbacks.c.status == "pending", callbacks.c.next_at <= now)
             .order_by(callbacks.c.next_at)
             .limit(limit)
+            # PostgreSQL: rows another worker is claiming are skipped; the
+            # account rows joined for the secret are not locked.
+            .with_for_update(skip_locked=True, of=callbacks)
         ).all()
         if rows:
             conn.execute(
@@ -347,11 +373,14 @@ def claim_mail(db: Engine | Connection, owner: str, limit: int, lease_ms: int) -
     """Up to ``limit`` pending e-mails that are due, oldest first, leased to ``owner``."""
     now = now_ms()
     with _tx(db) as conn:
-        conn.execute(
-            update(mail_outbox)
-            .where(mail_outbox.c.status == "sending", mail_outbox.c.lease_until < now)
-            .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
-        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(_EXPIRE_MAIL_LEASES_PG, {"now": now})
+        else:
+            conn.execute(
+                update(mail_outbox)
+                .where(mail_outbox.c.status == "sending", mail_outbox.c.lease_until < now)
+                .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
+            )
         rows = conn.execute(
             select(
                 mail_outbox.c.id,
@@ -363,6 +392,7 @@ def claim_mail(db: Engine | Connection, owner: str, limit: int, lease_ms: int) -
             .where(mail_outbox.c.status == "pending", mail_outbox.c.next_at <= now)
             .order_by(mail_outbox.c.next_at)
             .limit(limit)
+            .with_for_update(skip_locked=True, of=mail_outbox)
         ).all()
         if rows:
             conn.execute(

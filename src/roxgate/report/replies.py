@@ -111,9 +111,11 @@ _OPT_IN = text(
     "AND kind = 'optout'"
 )
 _ON_A_LIST = text("SELECT 1 FROM number_lists WHERE account_id = :account_id AND number = :number")
+# Checks the balance again as it debits: on PostgreSQL another process (an API
+# writer, a reply elsewhere) may have spent the credits since they were read.
 _DEBIT = text(
     "UPDATE accounts SET credits = credits - :parts, updated_at = :now "
-    "WHERE id = :account_id AND credits IS NOT NULL"
+    "WHERE id = :account_id AND credits IS NOT NULL AND credits >= :parts"
 )
 _INSERT_REQUEST = text(
     "INSERT INTO requests (id, account_id, user_id, product, client_ip, idempotency_key, "
@@ -261,7 +263,9 @@ def _forward_sms(
     if row.credits is not None:
         if row.credits < measured.parts:
             return False
-        conn.execute(_DEBIT, {"parts": measured.parts, "now": now, "account_id": row.account_id})
+        debit = {"parts": measured.parts, "now": now, "account_id": row.account_id}
+        if not conn.execute(_DEBIT, debit).rowcount:
+            return False
     request_id = new_id()
     conn.execute(
         _INSERT_REQUEST,
@@ -292,6 +296,19 @@ _DELETE_GROUP = text(f"DELETE FROM inbound_parts WHERE {_GROUP}")  # noqa: S608 
 _STALE_GROUPS = text(
     "SELECT DISTINCT source, destination, ref, total FROM inbound_parts WHERE received_at < :before"
 )
+# PostgreSQL: parts of one SMS may reach two worker processes (two binds) at
+# once; each would count only its own part and neither join the message. A
+# transaction-level advisory lock per group (in a key space of its own, the
+# two-integer form) makes them take turns; SQLite's write lock already does.
+# Two groups whose names hash alike only take turns needlessly.
+_LOCK_GROUP_PG = text("SELECT pg_advisory_xact_lock(1381498881, hashtext(CAST(:group AS text)))")
+_TRY_LOCK_GROUP_PG = text(
+    "SELECT pg_try_advisory_xact_lock(1381498881, hashtext(CAST(:group AS text)))"
+)
+
+
+def _group_name(key: dict[str, Any]) -> str:
+    return f"{key['source']}/{key['destination']}/{key['ref']}/{key['total']}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +322,10 @@ class Joined:
     complete: bool
 
 
-def _join(conn: Connection, key: dict[str, Any]) -> Joined:
+def _join(conn: Connection, key: dict[str, Any]) -> Joined | None:
     rows = conn.execute(_PARTS_OF, key).all()
+    if not rows:  # PostgreSQL: another process joined the group meanwhile
+        return None
     conn.execute(_DELETE_GROUP, key)
     return Joined(
         key["source"], key["destination"], rows[0].coding,
@@ -330,6 +349,8 @@ def collect_part(
     that answers for the part, so a crash loses no part.
     """
     key = {"source": source, "destination": destination, "ref": ref, "total": total}
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_GROUP_PG, {"group": _group_name(key)})
     conn.execute(_INSERT_PART, {**key, "seq": seq, "coding": coding, "data": data,
                                 "now": now_ms()})  # fmt: skip
     have = conn.execute(_COUNT_PARTS, key).scalar_one()
@@ -343,7 +364,19 @@ def flush_stale_parts(conn: Connection, before_ms: int) -> list[Joined]:
     by default) is not coming, and what did arrive must reach the customer.
     """
     groups = conn.execute(_STALE_GROUPS, {"before": before_ms}).mappings().all()
-    return [_join(conn, dict(g)) for g in groups]
+    joined = []
+    for group in groups:
+        key = dict(group)
+        # PostgreSQL: a group locked by another process is being completed or
+        # flushed there; waiting for it could deadlock two flushes.
+        if conn.dialect.name == "postgresql":
+            locked = conn.execute(_TRY_LOCK_GROUP_PG, {"group": _group_name(key)}).scalar()
+            if not locked:
+                continue
+        message = _join(conn, key)
+        if message is not None:
+            joined.append(message)
+    return joined
 
 
 def record_inbound_sms(

@@ -8,9 +8,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url, text
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Key of the PostgreSQL advisory lock migrations run under (any constant bigint
+# works; this one is "roxgate" in ASCII): processes starting at once on one
+# database take turns, and the later ones find the schema already at head.
+MIGRATION_LOCK_KEY = 0x726F7867617465
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, busy_timeout: float) -> None:
@@ -62,7 +67,34 @@ def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
         event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_timeout))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    return create_engine(
+        url,
+        connect_args=_pg_connect_args(url, busy_timeout),
+        pool_size=8,
+        max_overflow=8,
+        # A dead server connection (a restart, a failover, an idle timeout in
+        # a proxy) is found before use and replaced, not handed to a query.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        # Reuse the most recent connection: the surplus idles and can be
+        # closed by the server or a pooler without the pool noticing late.
+        pool_use_lifo=True,
+        pool_timeout=30,
+    )
+
+
+def _pg_connect_args(url: str, busy_timeout: float) -> dict[str, Any]:
+    """Connection settings (psycopg's) the operator's URL does not set already."""
+    parsed = make_url(url)
+    args: dict[str, Any] = {}
+    if parsed.get_backend_name() != "postgresql":
+        return args
+    given = parsed.query
+    if "connect_timeout" not in given:
+        args["connect_timeout"] = max(2, int(busy_timeout))
+    if "application_name" not in given:
+        args["application_name"] = "roxgate"
+    return args
 
 
 def migrate(engine: Engine) -> None:
@@ -70,6 +102,11 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Several processes may start at once (api and worker roles): they
+            # would all create the same tables. Held until this transaction
+            # ends; SQLite needs none (the DDL takes its one write lock).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

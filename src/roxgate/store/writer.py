@@ -6,6 +6,11 @@ idempotency for each request in order (it is the only writer, so those
 decisions are race-free), inserts everything, commits once (one fsync) and
 only then answers each handler. A request is never answered ``0000`` before
 its commit, and a failed commit leaves nothing of it behind.
+
+On PostgreSQL several processes may each run a writer (``--role api``
+scale-out), so "the only writer" holds per process only: the writer locks
+the accounts whose credits it counts and the idempotency keys it checks, for
+the rest of its transaction, and writers that share them take turns.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, String, delete, insert, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from roxgate.store.engine import immediate
@@ -105,6 +111,44 @@ def _sqlite_insert(rows: int) -> str:
     values = ", ".join([one_row] * rows)
     # The request's "?" come first in the text, so they take the first parameters.
     return f"INSERT INTO messages ({columns}) SELECT {selected} FROM (VALUES {values})"  # noqa: S608
+
+
+def _pg_insert() -> str:
+    """The PostgreSQL insert of one request's messages: the request's columns bound
+    once, each recipient column as one array (``unnest`` makes the rows).
+
+    One statement and one round trip whatever the number of recipients: four
+    times the rate of an ``executemany`` of 500 rows. Built from the schema's
+    own column names and types only.
+    """
+    dialect = postgresql.dialect()
+
+    def sql_type(name: str) -> str:
+        # Strings as text: a CAST to varchar(n) would cut a value too long
+        # for its column, where storing it must fail.
+        column_type = messages.c[name].type
+        return "text" if isinstance(column_type, String) else column_type.compile(dialect=dialect)
+
+    columns = ", ".join(MESSAGE_RECIPIENT_COLUMNS + MESSAGE_REQUEST_COLUMNS)
+    arrays = ", ".join(f"CAST(%s AS {sql_type(c)}[])" for c in MESSAGE_RECIPIENT_COLUMNS)
+    names = ", ".join(f"r_{c}" for c in MESSAGE_RECIPIENT_COLUMNS)
+    selected = ", ".join(
+        [f"r_{c}" for c in MESSAGE_RECIPIENT_COLUMNS]
+        + [f"CAST(%s AS {sql_type(c)})" for c in MESSAGE_REQUEST_COLUMNS]
+    )
+    # The request's "%s" come first in the text, so they take the first parameters.
+    return f"INSERT INTO messages ({columns}) SELECT {selected} FROM unnest({arrays}) AS r({names})"  # noqa: S608
+
+
+_PG_INSERT = _pg_insert()
+
+# PostgreSQL: an Idempotency-Key is checked and stored under a transaction-level
+# advisory lock on its name (two-integer form, a key space of its own), so two
+# processes given the same key at once answer replay or conflict, not both
+# store it. Names that hash alike only take turns needlessly.
+_LOCK_IDEMPOTENCY_KEY = text(
+    "SELECT pg_advisory_xact_lock(1381498882, hashtext(CAST(:name AS text)))"
+)
 
 
 class GroupCommitWriter:
@@ -232,6 +276,12 @@ class GroupCommitWriter:
             intake.outcome = Outcome.FAILED
 
     def _write(self, conn: Connection, batch: list[Intake]) -> None:
+        if conn.dialect.name == "postgresql":
+            # In one order in every process, so two writers cannot deadlock.
+            for name in sorted(
+                {f"{i.account_id}/{i.idempotency.key}" for i in batch if i.idempotency}
+            ):
+                conn.execute(_LOCK_IDEMPOTENCY_KEY, {"name": name})
         credits_left = self._load_credits(conn, batch)
         seen_keys: dict[tuple[str, str], Intake] = {}
         stored: list[Intake] = []
@@ -305,7 +355,7 @@ class GroupCommitWriter:
     def _insert_messages(
         self, conn: Connection, common: tuple[Any, ...], rows: list[tuple[Any, ...]]
     ) -> None:
-        """Insert one request's messages in one statement (SQLite) or executemany.
+        """Insert one request's messages in one statement (SQLite, PostgreSQL) or executemany.
 
         This is the hottest code on the intake path and the benchmark shaped
         it. Intake is bound by the GIL, so what counts is Python-side work:
@@ -317,6 +367,11 @@ class GroupCommitWriter:
         re-takes the GIL, once per row; with the event loop busy in the other
         thread each re-take can wait a whole switch interval).
         """
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                _PG_INSERT, common + tuple(list(c) for c in zip(*rows, strict=True))
+            )
+            return
         if conn.dialect.name != "sqlite":
             shared = dict(zip(MESSAGE_REQUEST_COLUMNS, common, strict=True))
             conn.execute(
@@ -331,7 +386,20 @@ class GroupCommitWriter:
     def _load_credits(conn: Connection, batch: list[Intake]) -> dict[str, int | None]:
         ids = sorted({i.account_id for i in batch})
         rows = conn.execute(select(accounts.c.id, accounts.c.credits).where(accounts.c.id.in_(ids)))
-        return {account_id: credits for account_id, credits in rows}
+        credits: dict[str, int | None] = {account_id: credits for account_id, credits in rows}
+        limited = sorted(account_id for account_id, left in credits.items() if left is not None)
+        if limited and conn.dialect.name == "postgresql":
+            # Another process's writer may spend the same credits: lock the
+            # accounts that have a balance (in id order) and read it again.
+            # Unlimited accounts are not locked, so their writers never wait.
+            locked = conn.execute(
+                select(accounts.c.id, accounts.c.credits)
+                .where(accounts.c.id.in_(limited))
+                .order_by(accounts.c.id)
+                .with_for_update(key_share=True)
+            )
+            credits.update({account_id: left for account_id, left in locked})
+        return credits
 
 
 def _weight(entry: Intake | Op) -> int:
