@@ -84,7 +84,11 @@ def main(ctx: click.Context, config: str | None) -> None:
 )
 @click.pass_context
 def serve(ctx: click.Context, role: str) -> None:
-    """Run the gateway: HTTP API, and (role all) the dispatcher and carrier link."""
+    """Run the gateway: api (HTTP intake), worker (carrier link, dispatcher, callbacks,
+    e-mail; HTTP only for /healthz) or all (both, the default).
+
+    Any number of api and worker processes may share one PostgreSQL database.
+    """
     import uvicorn
 
     from roxgate.api.app import create_app
@@ -99,11 +103,6 @@ def serve(ctx: click.Context, role: str) -> None:
     # with the default threshold (700) the collector ran many times per request
     # and its full collections were the slowest requests of the benchmark.
     gc.set_threshold(50_000, 20, 100)
-    if role == "worker":
-        raise click.ClickException(
-            "--role worker (dispatch without HTTP) comes with the PostgreSQL scale-out; "
-            "use --role all"
-        )
     try:
         import uvloop  # noqa: F401
 
@@ -111,7 +110,7 @@ def serve(ctx: click.Context, role: str) -> None:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        create_app(settings, dispatch=role == "all"),
+        create_app(settings, role),  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         loop=loop,

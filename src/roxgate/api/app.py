@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from roxgate.api.gateway import Gateway
+from roxgate.api.gateway import Gateway, Role
 from roxgate.api.send import send
 from roxgate.api.sim import sim_reply
 from roxgate.config import Settings
@@ -21,11 +21,14 @@ async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings, dispatch: bool = True) -> Starlette:
+def create_app(settings: Settings, role: Role = "all") -> Starlette:
+    """The app of one process: ``api`` takes requests, ``worker`` sends and
+    reports back (with ``/healthz`` for probes), ``all`` does both."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(settings)
-        await gateway.start(dispatch)
+        await gateway.start(role)
         # Everything built so far (metadata, compiled queries, phone tables)
         # lives for the whole process: keep it out of every future GC scan.
         gc.collect()
@@ -36,11 +39,9 @@ def create_app(settings: Settings, dispatch: bool = True) -> Starlette:
         finally:
             await gateway.stop()
 
-    return Starlette(
-        routes=[
-            Route("/smsapi/send", send, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/sim/reply", sim_reply, methods=["POST"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [Route("/healthz", healthz, methods=["GET"])]
+    if role != "worker":
+        routes.append(Route("/smsapi/send", send, methods=["POST"]))
+    if role != "api":  # the simulator lives where the sending is done
+        routes.append(Route("/sim/reply", sim_reply, methods=["POST"]))
+    return Starlette(routes=routes, lifespan=lifespan)

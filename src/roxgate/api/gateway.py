@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Engine
 
@@ -19,13 +19,16 @@ from roxgate.carriers.connector import SmppCarrier
 from roxgate.carriers.simulator import SmscSimulator
 from roxgate.carriers.smpp.url import parse_carrier_url
 from roxgate.config import Settings
-from roxgate.dispatch.dispatcher import Dispatcher, DispatchPolicy
+from roxgate.dispatch.dispatcher import Dispatcher, DispatchPolicy, worker_id
 from roxgate.netpolicy import parse_nets
+from roxgate.store import workers
 from roxgate.store.engine import open_database
 from roxgate.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
+Role = Literal["all", "api", "worker"]
 log = logging.getLogger("roxgate.activity")
+HEARTBEAT_SECONDS = 5.0
 
 
 class Gateway:
@@ -49,6 +52,11 @@ class Gateway:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._activity_task: asyncio.Task[None] | None = None
         self._report_tasks: list[asyncio.Task[None]] = []
+        self.role: Role = "all"
+        self.worker_id = worker_id()
+        self.live_workers = 1
+        self._listener: Any = None  # PgListener on PostgreSQL
+        self._registry_task: asyncio.Task[None] | None = None
         self.auth = Authenticator(
             self.engine,
             self.run,
@@ -66,12 +74,63 @@ class Gateway:
     async def _inline(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
-    async def start(self, dispatch: bool = True) -> None:
+    @property
+    def postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    async def start(self, role: Role = "all") -> None:
+        self.role = role
         self.writer.start()
-        if dispatch:
+        if role != "api":
+            # Registered before the first submit, so the TPS share is right from the start.
+            self.live_workers = await self.writer.do(workers.heartbeat, self.worker_id, role)
             self._start_reporting()
             await self._start_sending()
             self._activity_task = asyncio.create_task(self._log_activity(), name="activity")
+            self._registry_task = asyncio.create_task(self._registry(), name="registry")
+        self._wire_wakeups()
+
+    def _wire_wakeups(self) -> None:
+        """Who is told that messages were queued: the local dispatcher, and on
+        PostgreSQL every worker process (NOTIFY, which they LISTEN for)."""
+        loop = asyncio.get_running_loop()
+        dispatcher = self.dispatcher
+        local = (lambda: loop.call_soon_threadsafe(dispatcher.wake)) if dispatcher else None
+        if not self.postgres:
+            self.writer.on_stored = local
+            return
+        from roxgate.store.notify import QUEUED, PgListener, libpq_url, notify
+
+        def stored() -> None:  # in the writer thread, right after the commit
+            if local is not None:
+                local()
+            try:
+                notify(self.engine, QUEUED)
+            except Exception:  # the workers' poll is the safety net
+                log.exception("NOTIFY %s failed", QUEUED)
+
+        self.writer.on_stored = stored
+        if dispatcher is not None:
+            self._listener = PgListener(
+                libpq_url(self.engine),
+                [QUEUED],
+                lambda _channel: local(),  # type: ignore[misc]
+            )
+            self._listener.start()
+
+    async def _registry(self) -> None:
+        """Heartbeat in the workers table; take this process's share of the TPS limit."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                alive = await self.writer.do(workers.heartbeat, self.worker_id, self.role)
+                if alive != self.live_workers and self.carrier is not None:
+                    share = self.carrier.share_tps(alive)
+                    if share:
+                        log.info("%d sending processes: this one's TPS share %.1f", alive, share)
+                self.live_workers = alive
+            except Exception:
+                log.exception("worker heartbeat failed; will try again")
 
     def _start_reporting(self) -> None:
         """The callback worker, and the mail worker when SMTP is configured.
@@ -85,6 +144,10 @@ class Gateway:
             retry_schedule=parse_retry_schedule(s.callback_retry),
             timeout=s.callback_timeout,
             allow_nets=self.allow_nets,
+            owner=self.worker_id,
+            # Renewed while held, like the dispatcher's: after a crash, the
+            # callbacks it was posting come back this long after.
+            lease_ms=int(s.lease_seconds * 1000),
         )
         self._report_tasks.append(asyncio.create_task(self.callbacks.run(), name="callbacks"))
         if s.smtp_url:
@@ -122,17 +185,21 @@ class Gateway:
             max_parts=self.settings.max_parts,
             on_report=self._reported,
         )
+        self.carrier.share_tps(self.live_workers)
         await self.carrier.start()
         validity = config.validity or self.settings.validity_seconds
         policy = DispatchPolicy(
+            # A message keeps its slot until its outcome is recorded, so at most
+            # one SMPP window of messages is ever on the wire or answered but not
+            # yet recorded: what a SIGKILL can make go twice (docs/scaling.md).
+            concurrency=config.window,
             lease_ms=int(self.settings.lease_seconds * 1000),
             expire_after_ms=(validity + self.settings.receipt_grace_seconds) * 1000,
         )
         self.dispatcher = Dispatcher(
-            self.engine, self.carrier, self.run, policy=policy, record=self.writer.do
-        )
-        loop = asyncio.get_running_loop()
-        self.writer.on_stored = lambda: loop.call_soon_threadsafe(self.dispatcher.wake)  # type: ignore[union-attr]
+            self.engine, self.carrier, self.run, policy=policy, record=self.writer.do,
+            owner=self.worker_id,
+        )  # fmt: skip
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
 
     async def _log_activity(self, every: float = 10.0) -> None:
@@ -153,8 +220,11 @@ class Gateway:
                 log.info("last %.0f s: %s (carrier bound: %s)", every, summary, self.carrier.bound)
 
     async def stop(self) -> None:
-        if self._activity_task is not None:
-            self._activity_task.cancel()
+        if self._listener is not None:
+            await self.run(self._listener.stop)
+        for task in (self._activity_task, self._registry_task):
+            if task is not None:
+                task.cancel()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
             if self._dispatch_task is not None:
@@ -167,6 +237,12 @@ class Gateway:
                 await worker.stop()
         for task in self._report_tasks:
             task.cancel()
+        if self._registry_task is not None:
+            # Gone at once, not after STALE_MS: the others take its TPS share now.
+            try:
+                await self.writer.do(workers.deregister, self.worker_id)
+            except Exception:
+                log.exception("could not leave the workers table (it ages out)")
         if self.simulator is not None:
             await self.simulator.stop()
         self.writer.stop()

@@ -124,6 +124,11 @@ class SmppCarrier:
         # carrier id -> when a receipt for it first matched nothing (monotonic s).
         self._unmatched_since: OrderedDict[str, float] = OrderedDict()
         self._receipts: Batcher[queue.Receipt, str | None] = Batcher(self._record_receipts)
+        # Carrier ids this process got in submit_sm_resp lately (monotonic s): a
+        # receipt for one may overtake our record of the submit (a fast SMSC,
+        # a busy database), and then waits for it here instead of bouncing.
+        self._accepted: OrderedDict[str, float] = OrderedDict()
+        self.record_wait_seconds = 10.0
 
     @property
     def submitter(self) -> SmppSession:
@@ -132,6 +137,18 @@ class SmppCarrier:
     @property
     def bound(self) -> bool:
         return all(s.bound.is_set() for s in self._sessions)
+
+    def share_tps(self, workers: int) -> float:
+        """Take a 1/``workers`` share of the route's TPS limit (processes sending on it).
+
+        Each process holds its own binds; splitting the limit evenly keeps N
+        of them together at or under what the carrier allows. Returns the share.
+        """
+        if self.config.tps <= 0:
+            return 0.0
+        share = self.config.tps / max(1, workers)
+        self.submitter.set_tps(share)
+        return share
 
     async def start(self) -> None:
         for session in self._sessions:
@@ -165,6 +182,7 @@ class SmppCarrier:
                 kind = classify_submit_error(result.command_status)
                 if kind == "ok":
                     accepted.append(PartAccepted(part_no, result.message_id))
+                    self._remember_accepted(result.message_id)
                 else:
                     kinds.setdefault(kind, _status_name(result.command_status))
         for kind in ("permanent", "lost", "transient", "throttled"):
@@ -228,16 +246,28 @@ class SmppCarrier:
             except Exception:  # a wake-up must never cost an acknowledgement
                 log.exception("on_report hook failed")
 
+    def _remember_accepted(self, carrier_id: str) -> None:
+        self._accepted[carrier_id] = time.monotonic()
+        while len(self._accepted) > 200_000:  # bounded memory
+            self._accepted.popitem(last=False)
+
+    def _ours_in_flight(self, carrier_ids: tuple[str, ...]) -> bool:
+        """Accepted by this process moments ago, so our record of it is on its way."""
+        now = time.monotonic()
+        return any(
+            now - self._accepted.get(c, -1e9) < self.record_wait_seconds for c in carrier_ids
+        )
+
     async def on_deliver(self, pdu: DeliverSm) -> int:
         receipt = parse_receipt(pdu)
         if receipt is not None:
-            found = await self._receipts.add(
-                queue.Receipt(
-                    (receipt.message_id, *sorted(message_id_variants(receipt.message_id))),
-                    receipt.state,
-                    receipt.error,
-                )
-            )
+            ids = (receipt.message_id, *sorted(message_id_variants(receipt.message_id)))
+            found = await self._receipts.add(queue.Receipt(ids, receipt.state, receipt.error))
+            # Overtook the record of its own submit: wait for it (the deliver_sm
+            # stays unanswered meanwhile), rather than ask the SMSC to resend.
+            while found is None and self._ours_in_flight(ids):
+                await asyncio.sleep(0.05)
+                found = await self._receipts.add(queue.Receipt(ids, receipt.state, receipt.error))
             if found is None:
                 return await self._unmatched(receipt.message_id, receipt.state, receipt.error, pdu)
             self.counts[f"receipt {receipt.state}"] += 1

@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._unsent: deque[Claimed] = deque()  # claimed, waiting for a slot
         self._held: set[str] = set()  # claimed and not yet recorded: leases to renew
+        # Until when (monotonic s) every held lease is known to last: a worker
+        # that stalled past it (GC pause, SIGSTOP, a slow disk) renews before
+        # it submits anything more, and drops what another worker took over.
+        self._leases_until = 0.0
         self._stopping = False
         # Accepted messages are recorded together (see batching.py).
         self._submitted: Batcher[tuple[str, list[PartAccepted]], bool] = Batcher(
@@ -122,15 +127,37 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.policy.lease_ms / 3000)
             try:
-                # Only what this worker still works on: a message whose outcome
-                # could not be recorded is let go, and comes back when its lease ends.
-                held = list(self._held)
-                if held:
-                    await self._record_op(
-                        queue.extend_leases, self.owner, held, self.policy.lease_ms
-                    )
+                await self._renew()
             except Exception:
                 log.exception("renewing leases failed; will try again")
+
+    async def _renew(self) -> None:
+        """Renew the leases held; forget (never send) messages whose lease was lost."""
+        # Only what this worker still works on: a message whose outcome
+        # could not be recorded is let go, and comes back when its lease ends.
+        held = list(self._held)
+        started = time.monotonic()
+        if not held:
+            self._leases_until = started + self.policy.lease_ms / 1000
+            return
+        renewed = await self._record_op(queue.extend_leases, self.owner, held, self.policy.lease_ms)
+        self._leases_until = started + self.policy.lease_ms / 1000
+        lost = set(held) - renewed
+        if lost:
+            # Those in flight already went out (at-least-once); the unsent ones
+            # belong to another worker now.
+            before = len(self._unsent)
+            self._unsent = deque(m for m in self._unsent if m.id not in lost)
+            self._held.difference_update(lost)
+            self.counts["lease lost"] += len(lost)
+            log.warning(
+                "%d leases lost (stalled past the lease?); %d unsent messages left to others",
+                len(lost), before - len(self._unsent),
+            )  # fmt: skip
+
+    def _leases_safe(self) -> bool:
+        # A margin of a tenth of the lease for the submit itself to get out.
+        return time.monotonic() < self._leases_until - self.policy.lease_ms / 10_000
 
     async def _loop(self) -> None:
         p = self.policy
@@ -151,16 +178,27 @@ class Dispatcher:
                 # writers in separate transactions wait on each other's lock
                 # with the busy handler's sleeps.
                 await self._record_op(queue.release_expired)
+                claim_started = time.monotonic()
                 claimed = await self._record_op(queue.claim_due, self.owner, p.batch, p.lease_ms)
             except Exception:
                 log.exception("claiming due messages failed; retrying")
                 claimed = []
                 await asyncio.sleep(p.poll_seconds)
+            if claimed and not self._held:
+                self._leases_until = claim_started + p.lease_ms / 1000
             self._held.update(m.id for m in claimed)
             self._unsent = deque(claimed)  # in due order
             while self._unsent and not self._stopping:
                 await self._slots.acquire()
-                if not self._unsent:  # stop() took them back meanwhile
+                if not self._leases_safe():
+                    try:
+                        await self._renew()
+                    except Exception:
+                        log.exception("renewing leases failed; not sending until it works")
+                        self._slots.release()
+                        await asyncio.sleep(p.poll_seconds)
+                        continue
+                if not self._unsent:  # stop() took them back, or their leases were lost
                     self._slots.release()
                     break
                 message = self._unsent.popleft()

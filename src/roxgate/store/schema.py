@@ -322,3 +322,15 @@ inbound_parts = Table(
     Column("received_at", BigInteger, nullable=False),
     Index("ix_inbound_parts_received", "received_at"),
 )
+
+# Processes that send (role worker or all), each with a heartbeat (migration
+# 0006): a route's TPS limit is shared among the live ones, so N workers
+# together never exceed it.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("role", String(8), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+)

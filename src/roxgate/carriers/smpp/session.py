@@ -278,6 +278,10 @@ class RateLimiter:
         if at > now:
             await asyncio.sleep(at - now)
 
+    def set_rate(self, rate: float) -> None:
+        """A new rate from the next slot on (0: no limit)."""
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+
     def pause(self, seconds: float) -> None:
         """Nothing passes for ``seconds`` from now (a longer pause already set wins)."""
         until = asyncio.get_running_loop().time() + seconds
@@ -586,6 +590,10 @@ class SmppSession:
         self._tls: ssl.SSLContext | None = None
 
     # -- public API ------------------------------------------------------------
+
+    def set_tps(self, tps: float) -> None:
+        """Submit at most ``tps`` a second from now on (0: no limit)."""
+        self._pacer.set_rate(tps)
 
     @property
     def window_in_use(self) -> int:
