@@ -10,7 +10,8 @@
 3. Polls the store and prints JSON: messages/s submitted to the SMSC
    (submit_sm answered and recorded), messages/s settled (receipt processed),
    and the gateway's RSS. Runs once with receipts (``registered_delivery=1``)
-   and once without.
+   and once without. The messages ask for no ROX receipt (ReceiptFlag 0), so
+   no callbacks are queued: ``bench/callbacks.py`` measures those.
 
     .venv/bin/python bench/dispatch.py --messages 20000
 """
@@ -44,9 +45,17 @@ def counts(db: Path) -> dict[str, int]:
         )
 
 
-def ordinary_numbers(body: bytes, n: int) -> bytes:
-    """The simulator fails numbers ending 9990-9995 on purpose: avoid them."""
+def ordinary_numbers(body: bytes, n: int, customer_receipts: bool = True) -> bytes:
+    """The simulator fails numbers ending 9990-9998 on purpose: avoid them.
+
+    Without ``customer_receipts`` no ROX receipt is asked for (ReceiptFlag 0):
+    the carrier's receipts still settle every message, but no callback is
+    queued (bench/callbacks.py measures those).
+    """
     doc = orjson.loads(body)
+    if not customer_receipts:
+        doc["Messages"]["ReceiptFlag"] = 0
+        doc["Messages"].pop("ReceiptCallbackURL", None)
     for key, value in doc["Messages"].items():
         if isinstance(value, dict):
             i = n * 500 + int(key)
@@ -77,7 +86,7 @@ def queue_messages(db: Path, requests: int) -> None:
             for n in range(requests):
                 reply = client.post(
                     f"http://127.0.0.1:{port}/smsapi/send",
-                    content=ordinary_numbers(build_body(n, 500, False), n),
+                    content=ordinary_numbers(build_body(n, 500, False), n, False),
                 )
                 assert b'"0000"' in reply.content, reply.content[:300]
     finally:
