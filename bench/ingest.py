@@ -39,11 +39,35 @@ def free_port() -> int:
 def seed_database(folder: Path) -> Path:
     """A new SQLite file in ``folder`` with the benchmark's account and user."""
     db = folder / "bench.db"
-    engine = open_database(f"sqlite:///{db}")
+    seed_url(f"sqlite:///{db}")
+    return db
+
+
+def seed_url(url: str) -> None:
+    """The benchmark's account and user in the (migrated) database at ``url``."""
+    engine = open_database(url)
     admin.add_account(engine, "CI00000001", "Bench")
     admin.add_user(engine, "CI00000001", "bench@example.com", PASSWORD)
     engine.dispose()
-    return db
+
+
+def fresh_postgres(admin_url: str) -> str:
+    """A new, empty PostgreSQL database next to ``admin_url``'s; its URL."""
+    import secrets
+
+    import psycopg
+
+    name = f"roxgate_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres(admin_url: str, url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 def build_body(n: int, recipients: int, global_text: bool) -> bytes:
@@ -178,14 +202,24 @@ def main() -> None:
         choices=["api", "all"],
         help="api: intake only (default); all: the dispatcher sends to the simulator meanwhile",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="run on a new PostgreSQL database made (and dropped) on this server, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres; default: a SQLite file",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="roxgate-bench-") as tmp:
-        db = seed_database(Path(tmp))
+        if args.postgres:
+            url = fresh_postgres(args.postgres)
+            seed_url(url)
+        else:
+            url = f"sqlite:///{seed_database(Path(tmp))}"
         port = free_port()
         env = {
             **os.environ,
-            "ROXGATE_DATABASE_URL": f"sqlite:///{db}",
+            "ROXGATE_DATABASE_URL": url,
             "ROXGATE_PORT": str(port),
             "ROXGATE_LOG_LEVEL": "WARNING",
         }
@@ -204,6 +238,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
+            if args.postgres:
+                drop_postgres(args.postgres, url)
     print(json.dumps(figures, indent=2))
 
 
