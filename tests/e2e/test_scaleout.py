@@ -203,3 +203,32 @@ def test_stalled_worker_does_not_send_what_another_took_over(
     assert before <= 2 * WINDOW
     assert len(submits) == after_wakeup, "the woken worker sent messages it no longer held"
     assert states(engine) == Counter({"delivered": total})
+
+
+def test_two_workers_share_the_tps_limit(
+    pg_engine_factory: Any, tmp_path: Path, receiver: Receiver
+) -> None:
+    """tps=20 on the route and two workers: together they never go faster than 20/s."""
+    url, engine = pg_engine_factory("fleet_tps")
+    seed_accounts(engine)
+    total, tps = 120, 20
+    fleet: list[Server] = []
+    with NodeSmsc("normal", receipt_delay_ms=50) as smsc:
+        limited = {"ROXGATE_CARRIER": f"smpp://roxgate:secret@127.0.0.1:{smsc.port}?tps={tps}"}
+        try:
+            fleet = [process(tmp_path, "api", "api", url, smsc.port)]
+            fleet += [
+                process(tmp_path, f"w{i}", "worker", url, smsc.port, **limited) for i in (1, 2)
+            ]
+            send_all(fleet[0], receiver, "+614074", total)
+            smsc.wait_submits(total, timeout=30)
+        finally:
+            for server in fleet:
+                server.stop()
+        submits = list(smsc.submits)
+    assert len({s["connection"] for s in submits}) == 2  # both sent
+    times = sorted(s["received_at"] for s in submits)
+    # Alone, each worker would send 20/s: the two together would take ~3 s.
+    assert times[-1] - times[0] >= 0.8 * (total - 1) / tps, times[-1] - times[0]
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= tps * 1.25, busiest  # pacing jitter, never a burst of two shares

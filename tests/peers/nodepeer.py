@@ -258,6 +258,7 @@ class NodeSmsc:
                     self.port = int(data)
                     self._ready.set()
                 elif kind == "SUBMIT":
+                    data["received_at"] = time.monotonic()  # when it reached us, for rates
                     self.submits.append(data)
                 self.events.append((kind, data))
                 self._cond.notify_all()

@@ -126,6 +126,7 @@ class Gateway:
                 alive = await self.writer.do(workers.heartbeat, self.worker_id, self.role)
                 if alive != self.live_workers and self.carrier is not None:
                     share = self.carrier.share_tps(alive)
+                    self._fit_claims(share)
                     if share:
                         log.info("%d sending processes: this one's TPS share %.1f", alive, share)
                 self.live_workers = alive
@@ -185,7 +186,7 @@ class Gateway:
             max_parts=self.settings.max_parts,
             on_report=self._reported,
         )
-        self.carrier.share_tps(self.live_workers)
+        share = self.carrier.share_tps(self.live_workers)
         await self.carrier.start()
         validity = config.validity or self.settings.validity_seconds
         policy = DispatchPolicy(
@@ -200,7 +201,35 @@ class Gateway:
             self.engine, self.carrier, self.run, policy=policy, record=self.writer.do,
             owner=self.worker_id,
         )  # fmt: skip
-        self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+        self._fit_claims(share)
+        # The workers already running notice a newcomer at their next heartbeat
+        # and only then slow to their smaller share: until they have, this one
+        # waits, so that together they never exceed the route's limit.
+        wait = HEARTBEAT_SECONDS + 0.5 if config.tps > 0 and self.live_workers > 1 else 0.0
+        self._dispatch_task = asyncio.create_task(
+            self._dispatch_after(self.dispatcher, wait), name="dispatcher"
+        )
+
+    @staticmethod
+    async def _dispatch_after(dispatcher: Dispatcher, seconds: float) -> None:
+        if seconds:
+            log.info("waiting %.1f s for the other workers to take their new TPS share", seconds)
+            await asyncio.sleep(seconds)
+        await dispatcher.run()
+
+    def _fit_claims(self, tps_share: float) -> None:
+        """Claim no more than this process sends in about two seconds.
+
+        A worker holding a thousand messages it can only send at its TPS share
+        would keep them from the other workers, idle beside it, for minutes.
+        """
+        if self.dispatcher is None or self.carrier is None:
+            return
+        window = self.carrier.config.window
+        batch = max(2 * window, 100)
+        if tps_share:
+            batch = min(batch, max(1, round(2 * tps_share)))
+        self.dispatcher.policy.batch = batch
 
     async def _log_activity(self, every: float = 10.0) -> None:
         """One INFO line per period in which something was sent or came back."""
