@@ -259,6 +259,8 @@ def test_replies_opt_out_and_outboxes_from_the_command_line(tmp_path: Path) -> N
         unmatched = run(tmp_path, "inbound", "list", "--unmatched").stdout
         assert "+61400000999" in unmatched and sms_id not in unmatched
         assert run(tmp_path, "callback", "list").stdout.strip() == "(none)"
+        live = run(tmp_path, "workers").stdout
+        assert "all" in live and str(server.proc.pid) in live  # type: ignore[union-attr]
     finally:
         server.stop()
     down = run(tmp_path, "sim-reply", url, "+61407559998", "hi", ok=False)

@@ -659,6 +659,21 @@ def sim_reply(ctx: click.Context, source: str, text: str, url: str | None) -> No
     click.echo(f"{source} -> gateway: {answer.get('ResultText')}")
 
 
+@main.command("workers")
+@click.pass_context
+def workers_list(ctx: click.Context) -> None:
+    """The live sending processes (role worker or all) and their last heartbeat."""
+    from roxgate.store.history import iso
+    from roxgate.store.workers import live_workers
+
+    with _engine(ctx).connect() as conn:
+        rows = live_workers(conn)
+    for r in rows:
+        r["started"] = iso(int(r["started_at"]))  # type: ignore[call-overload]
+        r["heartbeat"] = iso(int(r["heartbeat_at"]))  # type: ignore[call-overload]
+    _table(rows, ["id", "role", "started", "heartbeat"])
+
+
 # --- simulator ---------------------------------------------------------------
 
 
