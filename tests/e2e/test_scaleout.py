@@ -208,27 +208,36 @@ def test_stalled_worker_does_not_send_what_another_took_over(
 def test_two_workers_share_the_tps_limit(
     pg_engine_factory: Any, tmp_path: Path, receiver: Receiver
 ) -> None:
-    """tps=20 on the route and two workers: together they never go faster than 20/s."""
+    """tps=20 on the route and two workers: together they never go faster than 20/s.
+
+    The second worker joins while the first is sending: it waits until the
+    first has counted it, then both send at 10/s. (Rates are measured where
+    the node peer's output reaches the test, which can bunch a few lines: the
+    check is over three-second windows.)
+    """
     url, engine = pg_engine_factory("fleet_tps")
     seed_accounts(engine)
-    total, tps = 120, 20
+    total, tps = 240, 20
     fleet: list[Server] = []
     with NodeSmsc("normal", receipt_delay_ms=50) as smsc:
         limited = {"ROXGATE_CARRIER": f"smpp://roxgate:secret@127.0.0.1:{smsc.port}?tps={tps}"}
         try:
             fleet = [process(tmp_path, "api", "api", url, smsc.port)]
-            fleet += [
-                process(tmp_path, f"w{i}", "worker", url, smsc.port, **limited) for i in (1, 2)
-            ]
+            fleet.append(process(tmp_path, "w1", "worker", url, smsc.port, **limited))
             send_all(fleet[0], receiver, "+614074", total)
-            smsc.wait_submits(total, timeout=30)
+            smsc.wait_submits(tps, timeout=10)  # the first is under way alone, at 20/s
+            fleet.append(process(tmp_path, "w2", "worker", url, smsc.port, **limited))
+            smsc.wait_submits(total, timeout=40)
         finally:
             for server in fleet:
                 server.stop()
         submits = list(smsc.submits)
     assert len({s["connection"] for s in submits}) == 2  # both sent
     times = sorted(s["received_at"] for s in submits)
-    # Alone, each worker would send 20/s: the two together would take ~3 s.
-    assert times[-1] - times[0] >= 0.8 * (total - 1) / tps, times[-1] - times[0]
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= tps * 1.25, busiest  # pacing jitter, never a burst of two shares
+    # 240 at 20/s: 12 s. Had the second worker not waited for the first to
+    # slow down, or each kept the whole limit, it would be much shorter.
+    assert times[-1] - times[0] >= 0.85 * (total - 1) / tps, times[-1] - times[0]
+    busiest = max(sum(1 for t in times if start <= t < start + 3.0) for start in times)
+    # 60 at the limit; 90 had the first kept its whole share, 120 had both. The
+    # margin is for lines the peer's output delivers to the test in bunches.
+    assert busiest <= 3 * tps * 1.25, busiest

@@ -23,6 +23,7 @@ from roxgate.dispatch.dispatcher import Dispatcher, DispatchPolicy, worker_id
 from roxgate.netpolicy import parse_nets
 from roxgate.store import workers
 from roxgate.store.engine import open_database
+from roxgate.store.ids import now_ms
 from roxgate.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ class Gateway:
         self.role: Role = "all"
         self.worker_id = worker_id()
         self.live_workers = 1
+        self._registered_at = 0  # ms: when this process joined the workers table
         self._listener: Any = None  # PgListener on PostgreSQL
         self._registry_task: asyncio.Task[None] | None = None
         self.auth = Authenticator(
@@ -83,6 +85,7 @@ class Gateway:
         self.writer.start()
         if role != "api":
             # Registered before the first submit, so the TPS share is right from the start.
+            self._registered_at = now_ms()
             self.live_workers = await self.writer.do(workers.heartbeat, self.worker_id, role)
             self._start_reporting()
             await self._start_sending()
@@ -202,20 +205,32 @@ class Gateway:
             owner=self.worker_id,
         )  # fmt: skip
         self._fit_claims(share)
-        # The workers already running notice a newcomer at their next heartbeat
-        # and only then slow to their smaller share: until they have, this one
-        # waits, so that together they never exceed the route's limit.
-        wait = HEARTBEAT_SECONDS + 0.5 if config.tps > 0 and self.live_workers > 1 else 0.0
         self._dispatch_task = asyncio.create_task(
-            self._dispatch_after(self.dispatcher, wait), name="dispatcher"
+            self._dispatch_when_shared(self.dispatcher, share_from_ms=self._registered_at),
+            name="dispatcher",
         )
 
-    @staticmethod
-    async def _dispatch_after(dispatcher: Dispatcher, seconds: float) -> None:
-        if seconds:
-            log.info("waiting %.1f s for the other workers to take their new TPS share", seconds)
-            await asyncio.sleep(seconds)
+    async def _dispatch_when_shared(self, dispatcher: Dispatcher, share_from_ms: int) -> None:
+        """Run the dispatcher once the TPS limit is shared with this process too.
+
+        The workers already running notice a newcomer at their next heartbeat
+        and only then slow to their smaller share: until every one of them has
+        beaten since this one registered, it sends nothing, so that together
+        they never exceed the route's limit. (A worker that is gone stops
+        counting after STALE_MS, which bounds the wait.)
+        """
+        assert self.carrier is not None
+        if self.carrier.config.tps > 0 and self.live_workers > 1:
+            log.info("waiting for the other workers to take their smaller TPS share")
+            while True:
+                if not await self.run(self._others_behind, self.worker_id, share_from_ms):
+                    break
+                await asyncio.sleep(0.25)
         await dispatcher.run()
+
+    def _others_behind(self, worker_id: str, since_ms: int) -> int:
+        with self.engine.connect() as conn:
+            return workers.behind(conn, worker_id, since_ms)
 
     def _fit_claims(self, tps_share: float) -> None:
         """Claim no more than this process sends in about two seconds.

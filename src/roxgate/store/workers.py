@@ -50,3 +50,23 @@ def live_workers(conn: Connection, stale_ms: int = STALE_MS) -> list[dict[str, o
         select(workers).where(workers.c.heartbeat_at >= now_ms() - stale_ms).order_by(workers.c.id)
     ).mappings()
     return [dict(r) for r in rows]
+
+
+def behind(conn: Connection, worker_id: str, since_ms: int, stale_ms: int = STALE_MS) -> int:
+    """Live workers, other than ``worker_id``, that have not beaten since ``since_ms``.
+
+    A worker joining a fleet waits until this is 0: every other one has then
+    counted it at a heartbeat and slowed to its smaller TPS share.
+    """
+    now = now_ms()
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(workers)
+            .where(
+                workers.c.id != worker_id,
+                workers.c.heartbeat_at >= now - stale_ms,
+                workers.c.heartbeat_at < since_ms,
+            )
+        ).scalar_one()
+    )
