@@ -8,7 +8,8 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -506,6 +507,394 @@ and follow it (queued -> submitted -> delivered) with the SMSId from the answer:
 .venv/bin/roxgate message show SMSID      # or: .venv/bin/roxgate message list
 """
     )
+
+
+# --- sending, with the Python client -------------------------------------------
+
+# CSV header names (any case, surrounding spaces ignored) → ROX field.
+_CSV_COLUMNS = {
+    "desttn": "DestTn",
+    "destname": "DestName",
+    "destemail": "DestEmail",
+    "smstext": "SMSText",
+}
+_LOCAL_CODES = {  # lines refused before sending: the gateway's code where there is one
+    "2031": "DestTn missing",
+    "2033": "no text",
+    "CSV": "line not readable",
+}
+_AUTH_HINT = " (check --account, --username and the password)"
+
+
+@dataclass(slots=True)
+class _Line:
+    """One message to send: a CSV line (``number`` counts the header as 1) or the
+    command line (``number`` 0), and what became of it."""
+
+    number: int
+    dest_tn: str
+    recipient: Any = None  # a roxgate.client.Recipient; None when refused here
+    result: str = ""
+    result_text: str = ""
+    sms_id: str | None = None
+    due: datetime | None = None
+
+
+def _refuse(line: _Line, code: str, text: str) -> _Line:
+    line.result, line.result_text = code, text
+    return line
+
+
+def _read_send_csv(path: Path, default_text: str | None) -> list[_Line]:
+    """Every data line of the file, each with its recipient or why it is refused.
+    A file that cannot be read as a whole (header, CSV syntax) is a BadParameter."""
+    import csv
+    import io
+
+    from roxgate.client import Recipient
+
+    def bad(why: str) -> click.BadParameter:
+        return click.BadParameter(f"{path}: {why}", param_hint="--csv")
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise bad(str(exc)) from exc
+    # Undecodable bytes become lone surrogates: the line holding them is refused
+    # (with its column), the others are sent.
+    text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    lines: list[_Line] = []
+    header: list[str] | None = None
+    try:
+        while True:
+            start = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                break
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            if header is None:
+                header = _send_csv_header(row, bad)
+                continue
+            lines.append(_send_csv_line(start, row, header, default_text, Recipient))
+    except csv.Error as exc:
+        raise bad(f"line {reader.line_num}: {exc}") from exc
+    if header is None:
+        raise bad("empty file: expected a header row with DestTn")
+    if not lines:
+        raise bad("no lines after the header row")
+    return lines
+
+
+def _send_csv_header(row: list[str], bad: Callable[[str], click.BadParameter]) -> list[str]:
+    header: list[str] = []
+    for position, cell in enumerate(row, start=1):
+        name = _CSV_COLUMNS.get(cell.strip().lower())
+        if name is None:
+            shown = cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise bad(
+                f"line 1, column {position}: unknown column {shown.strip()!r} "
+                f"(expected {', '.join(_CSV_COLUMNS.values())})"
+            )
+        if name in header:
+            raise bad(f"line 1, column {position}: {name} appears twice")
+        header.append(name)
+    if "DestTn" not in header:
+        raise bad("line 1: the header has no DestTn column")
+    return header
+
+
+def _send_csv_line(
+    number: int, row: list[str], header: list[str], default_text: str | None, recipient: Any
+) -> _Line:
+    fields = dict(zip(header, row, strict=False))  # a short row: the rest is empty
+    dest_tn = fields.get("DestTn", "").strip()
+    line = _Line(number, dest_tn.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    if len(row) > len(header):
+        return _refuse(line, "CSV", f"{len(row)} fields, the header has {len(header)}")
+    for name, value in fields.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return _refuse(line, "CSV", f"column {name}: not valid UTF-8")
+    if not dest_tn:
+        return _refuse(line, "2031", "column DestTn: empty")
+    text = fields.get("SMSText") or ""
+    if not text.strip():
+        if not default_text:
+            return _refuse(line, "2033", "column SMSText: empty, and no --text")
+        text = default_text
+    line.recipient = recipient(
+        dest_tn,
+        text,
+        dest_name=fields.get("DestName", "").strip() or None,
+        dest_email=fields.get("DestEmail", "").strip() or None,
+    )
+    return line
+
+
+def _send_later(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}") from exc
+    if when.tzinfo is None:
+        raise click.BadParameter(
+            "give the time zone, e.g. 2030-01-01T09:00:00+10:00 or …Z for UTC",
+            param_hint="--send-later",
+        )
+    return when
+
+
+def _send_report(path: Path, lines: list[_Line]) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["line", "DestTn", "SMSId", "Result", "ResultText"])
+        for line in lines:
+            writer.writerow(
+                [line.number, line.dest_tn, line.sms_id or "", line.result, line.result_text]
+            )
+
+
+def _send_summary(lines: list[_Line], gateway_texts: dict[str, str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    counts: dict[tuple[str, str], int] = {}
+    for line in lines:
+        if line.result == "0000":
+            key = ("0000", "queued")
+        elif line.recipient is None:
+            key = (line.result, f"{_LOCAL_CODES.get(line.result, '')} (checked here)")
+        else:
+            key = (line.result or "-", gateway_texts.get(line.result, line.result_text))
+        counts[key] = counts.get(key, 0) + 1
+    table = Table(title=f"{len(lines)} lines", title_justify="left")
+    table.add_column("Result")
+    table.add_column("Meaning")
+    table.add_column("Lines", justify="right")
+    for (code, meaning), count in sorted(counts.items(), key=lambda kv: (kv[0][0] != "0000", kv)):
+        table.add_row(code, meaning, str(count))
+    Console(highlight=False).print(table)
+
+
+def _send_problems(lines: list[_Line], limit: int = 20) -> None:
+    bad = [line for line in lines if line.result and line.result != "0000"]
+    for line in bad[:limit]:
+        where = f"line {line.number}" if line.number else "command line"
+        number = f" {line.dest_tn}" if line.dest_tn else ""
+        click.echo(f"{where}:{number} {line.result} {line.result_text}")
+    if len(bad) > limit:
+        click.echo(f"… and {len(bad) - limit} more (all of them with --report FILE)")
+
+
+@main.command("send")
+@click.argument("number", required=False)
+@click.argument("text", required=False)
+@click.option(
+    "--url",
+    envvar="ROX_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    show_envvar=True,
+    help="The gateway.",
+)
+@click.option("--account", envvar="ROX_ACCOUNT", required=True, show_envvar=True)
+@click.option("--username", envvar="ROX_USERNAME", required=True, show_envvar=True)
+@click.option(
+    "--password",
+    envvar="ROX_PASSWORD",
+    show_envvar=True,
+    help="Visible in `ps`: prefer ROX_PASSWORD, or the prompt.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Send to every line: header DestTn[,DestName,DestEmail,SMSText], UTF-8.",
+)
+@click.option("--text", "default_text", help="With --csv: the text of lines without SMSText.")
+@click.option(
+    "--receipt-flag",
+    type=click.IntRange(0, 2),
+    default=0,
+    show_default=True,
+    help="0 no receipts, 1 every receipt, 2 failures only.",
+)
+@click.option("--receipt-url", help="Where receipts are POSTed (else e-mailed).")
+@click.option(
+    "--reply-type",
+    type=click.Choice(["E", "S", "B", "H"], case_sensitive=False),
+    help="Replies by E-mail, SMS, Both, or HTTP to --reply-url.",
+)
+@click.option("--reply-url", help="Where replies are POSTed (with --reply-type H).")
+@click.option("--send-later", help="ISO-8601 with its offset: 2030-01-01T09:00:00+10:00.")
+@click.option("--product", help="Kept with every message, for reports.")
+@click.option(
+    "--idempotency-key",
+    help="Run again with the same key (and input) and nothing is queued twice.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a CSV: line, DestTn, SMSId, Result, ResultText for every input line.",
+)
+@click.option("--retries", type=click.IntRange(0, 10), default=3, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds.")
+def send(
+    number: str | None,
+    text: str | None,
+    url: str,
+    account: str,
+    username: str,
+    password: str | None,
+    csv_path: Path | None,
+    default_text: str | None,
+    receipt_flag: int,
+    receipt_url: str | None,
+    reply_type: str | None,
+    reply_url: str | None,
+    send_later: str | None,
+    product: str | None,
+    idempotency_key: str | None,
+    report_path: Path | None,
+    retries: int,
+    timeout: float,
+) -> None:
+    """Send SMS through a running gateway: NUMBER TEXT, or every line of --csv FILE.
+
+    Exit status: 0 every message queued; 3 some were not (each is listed, with its
+    line); 1 the gateway refused a request or could not be reached; 2 bad usage
+    or an unreadable CSV file (then nothing is sent).
+    """
+    from roxgate.client import Client, Recipient, RoxError, SendResult
+
+    if csv_path is not None:
+        if number is not None:
+            raise click.UsageError("give NUMBER TEXT or --csv FILE, not both")
+        lines = _read_send_csv(csv_path, default_text)
+    else:
+        if number is None or (text is None and default_text is None):
+            raise click.UsageError("give NUMBER TEXT, or --csv FILE")
+        if text is not None and default_text is not None:
+            raise click.UsageError("give the text once: TEXT or --text")
+        lines = [_Line(0, number, Recipient(number, text or default_text))]
+    when = _send_later(send_later)
+    if password is None:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "no password: set ROX_PASSWORD (or give --password); "
+                "standard input is not a terminal to ask on"
+            )
+        password = click.prompt("Password", hide_input=True, err=True)
+
+    to_send = [line for line in lines if line.recipient is not None]
+    failure: RoxError | None = None
+    gateway_texts: dict[str, str] = {}
+    done: SendResult | None = None
+    if to_send:
+        try:
+            client = Client(url, account, username, password, timeout=timeout, retries=retries)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--url") from None
+        options: dict[str, Any] = {
+            "send_later": when,
+            "receipt_flag": receipt_flag,
+            "receipt_url": receipt_url,
+            "reply_type": reply_type,
+            "reply_url": reply_url,
+            "product": product,
+            "idempotency_key": idempotency_key,
+        }
+        with client, _send_progress(csv_path is not None, len(to_send)) as progress:
+            try:
+                done = client.send(
+                    [line.recipient for line in to_send], on_progress=progress, **options
+                )
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+            except RoxError as exc:
+                failure, done = exc, exc.partial
+    for result in done.results if done is not None else []:
+        line = to_send[result.index]
+        line.result, line.result_text = result.result, result.result_text
+        line.sms_id, line.due = result.sms_id, result.timestamp
+        line.dest_tn = result.dest_tn  # as the gateway normalised it (E.164)
+        gateway_texts.setdefault(result.result, result.result_text)
+    if failure is not None:
+        for line in to_send:
+            if not line.result:
+                _refuse(line, failure.code, f"not sent: {failure.text}")
+    if report_path is not None:
+        try:
+            _send_report(report_path, lines)
+        except OSError as exc:
+            click.echo(f"cannot write the report {report_path}: {exc}", err=True)
+
+    if failure is not None:
+        if done is not None:
+            _send_summary(lines, gateway_texts)
+        _send_failed(failure)
+    if csv_path is None:
+        line = lines[0]
+        if line.result == "0000":
+            due = f"  due {line.due:%d-%b-%Y %H:%M:%S} UTC" if line.due else ""
+            click.echo(f"queued {line.dest_tn}  SMSId {line.sms_id}{due}")
+        else:
+            click.echo(f"not queued {line.dest_tn}: {line.result} {line.result_text}")
+    else:
+        _send_summary(lines, gateway_texts)
+        _send_problems(lines)
+    if any(line.result != "0000" for line in lines):
+        sys.exit(3)
+
+
+def _send_failed(error: Any) -> None:
+    from roxgate.client import RoxConnectionError
+
+    connection = isinstance(error, RoxConnectionError)
+    if connection:
+        message = f"cannot reach the gateway: {error.text}"
+    else:
+        hint = _AUTH_HINT if error.code == "2002" else ""
+        message = f"the gateway refused the request: {error.code} {error.text}{hint}"
+    if error.partial is not None:
+        queued = len(error.partial.queued)
+        message += f"\n{queued} message(s) were queued before that"
+    if error.idempotency_key and (connection or error.partial is not None):
+        message += (
+            f"\nrun the same command again with --idempotency-key {error.idempotency_key} "
+            "to finish: nothing already accepted is queued twice"
+        )
+    raise click.ClickException(message)
+
+
+@contextlib.contextmanager
+def _send_progress(wanted: bool, total: int) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on standard error (a terminal only), fed by ``Client.send``."""
+    if not wanted:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("send", total=total)
+        yield lambda sent, _total: bar.update(task, completed=sent)
 
 
 # --- messages ----------------------------------------------------------------

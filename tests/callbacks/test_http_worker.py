@@ -22,7 +22,6 @@ from sqlalchemy import Engine, insert, select
 
 from roxgate import __version__
 from roxgate.accounts import admin
-from roxgate.callbacks import signing
 from roxgate.callbacks.http import (
     CallbackRefused,
     CallbackWorker,
@@ -33,6 +32,7 @@ from roxgate.callbacks.http import (
 from roxgate.netpolicy import IPNetwork, parse_nets
 from roxgate.report.bodies import MessageFacts, receipt_body
 from roxgate.report.outbox import queue_callback
+from roxgate.rox import signing
 from roxgate.store.engine import immediate
 from roxgate.store.ids import new_id, now_ms
 from roxgate.store.schema import callback_attempts, callbacks, mail_outbox, messages

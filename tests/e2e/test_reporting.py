@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from roxgate.callbacks.signing import verify
+from roxgate.rox.signing import verify
 from roxgate.store.schema import accounts, callback_attempts, callbacks, inbound, messages
 from tests.conftest import Env, Server, free_port, request_body, seed_accounts
 

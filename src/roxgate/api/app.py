@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from roxgate.api.gateway import Gateway, Role
+from roxgate.api.openapi import openapi
 from roxgate.api.send import send
 from roxgate.api.sim import sim_reply
 from roxgate.config import Settings
@@ -42,6 +43,7 @@ def create_app(settings: Settings, role: Role = "all") -> Starlette:
     routes = [Route("/healthz", healthz, methods=["GET"])]
     if role != "worker":
         routes.append(Route("/smsapi/send", send, methods=["POST"]))
+        routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     if role != "api":  # the simulator lives where the sending is done
         routes.append(Route("/sim/reply", sim_reply, methods=["POST"]))
     return Starlette(routes=routes, lifespan=lifespan)

@@ -1,7 +1,8 @@
 """Reporting back to customers: receipts and replies, by HTTP callback or e-mail.
 
-``signing`` is the HMAC scheme of SPEC.md §3 ("Callback security"); ``http``
-is the worker that POSTs the callbacks outbox (retries with backoff, the SSRF
-guard, per-host isolation), and a callback that fails for good becomes an
-e-mail in the mail outbox, which ``mail`` sends over SMTP.
+``http`` is the worker that POSTs the callbacks outbox (retries with backoff,
+the SSRF guard, per-host isolation), signed by ``roxgate.rox.signing`` (the
+HMAC scheme of SPEC.md §3, shared with the SDK that verifies it); a callback
+that fails for good becomes an e-mail in the mail outbox, which ``mail`` sends
+over SMTP.
 """

@@ -59,7 +59,6 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from roxgate import __version__
-from roxgate.callbacks.signing import signature_headers
 from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.dispatcher import worker_id
 from roxgate.netpolicy import IPNetwork, address_allowed, literal_address
@@ -71,6 +70,7 @@ from roxgate.report.outbox import (
     record_callback_attempts,
     release_callbacks,
 )
+from roxgate.rox.signing import signature_headers
 from roxgate.store.ids import now_ms
 
 log = logging.getLogger(__name__)

@@ -95,7 +95,7 @@ def parse_envelope(body: bytes) -> Envelope:
     if version is None:
         raise RoxError(Result.BAD_VERSION, "Version is missing; this server speaks 1.1")
     if isinstance(version, bool) or version not in (1.1, "1.1"):
-        raise RoxError(Result.BAD_VERSION, f"Unsupported Version {version!r}; use 1.1")
+        raise RoxError(Result.BAD_VERSION, f"Unsupported Version {version!r:.40}; use 1.1")
     sender = doc.get("Sender")
     if not isinstance(sender, dict):
         raise RoxError(Result.SENDER_MISSING, "Sender is missing or not an object")
