@@ -240,8 +240,7 @@ class Gateway:
         """
         if self.dispatcher is None or self.carrier is None:
             return
-        window = self.carrier.config.window
-        batch = max(2 * window, 100)
+        batch = DispatchPolicy().batch  # without a TPS limit a claim goes out at once anyway
         if tps_share:
             batch = min(batch, max(1, round(2 * tps_share)))
         self.dispatcher.policy.batch = batch
