@@ -180,6 +180,17 @@ def list_accounts(engine: Engine) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "callback_secret"} for row in rows]
 
 
+def _account_region(engine: Engine, account_id: str) -> str:
+    """The account's default region (national numbers are read in it)."""
+    with engine.connect() as conn:
+        region = conn.execute(
+            select(accounts.c.region).where(accounts.c.id == account_id)
+        ).scalar_one_or_none()
+    if region is None:
+        raise AdminError(f"no account {account_id}")
+    return str(region)
+
+
 def _normalise_mobile(mobile: str | None, region: str) -> str | None:
     if mobile is None or mobile == "":
         return None
@@ -195,12 +206,7 @@ def add_user(
     email = normalise_email(email)
     if len(password) < 8:
         raise AdminError("password must be at least 8 characters")
-    with engine.connect() as conn:
-        region = conn.execute(
-            select(accounts.c.region).where(accounts.c.id == account_id)
-        ).scalar_one_or_none()
-    if region is None:
-        raise AdminError(f"no account {account_id}")
+    region = _account_region(engine, account_id)
     now = now_ms()
     row = {
         "account_id": account_id,
@@ -273,12 +279,7 @@ def change_number_list(
     engine: Engine, account_id: str, kind: str, numbers: list[str], add: bool
 ) -> list[str]:
     """Add numbers to (or remove them from) an account's block or opt-out list."""
-    with engine.connect() as conn:
-        region = conn.execute(
-            select(accounts.c.region).where(accounts.c.id == account_id)
-        ).scalar_one_or_none()
-    if region is None:
-        raise AdminError(f"no account {account_id}")
+    region = _account_region(engine, account_id)
     e164 = []
     for number in numbers:
         parsed = normalise(number, region)
@@ -340,10 +341,5 @@ def callback_secret(engine: Engine, account_id: str, rotate: bool = False) -> st
 
 def set_user_mobile(engine: Engine, account_id: str, email: str, mobile: str | None) -> None:
     """Set (or with ``None`` clear) the mobile number replies by SMS go to."""
-    with engine.connect() as conn:
-        region = conn.execute(
-            select(accounts.c.region).where(accounts.c.id == account_id)
-        ).scalar_one_or_none()
-    if region is None:
-        raise AdminError(f"no account {account_id}")
+    region = _account_region(engine, account_id)
     _update_user(engine, account_id, email, {"mobile": _normalise_mobile(mobile, region)})

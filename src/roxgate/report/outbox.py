@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, Table, bindparam, select, text, update
 
 from roxgate.report.bodies import MessageFacts, mail_for_callback, receipt_body, receipt_mail
 from roxgate.rox.timefmt import format_utc
@@ -177,16 +177,23 @@ class CallbackResult:
 # Leases that ended go back to pending before each claim. PostgreSQL: a row
 # locked right now (its owner is recording or renewing it, or another worker
 # sweeps it) is left for the next sweep, so claimers never queue behind it.
-_EXPIRE_CALLBACK_LEASES_PG = text(
-    "UPDATE callbacks SET status = 'pending', lease_owner = NULL, lease_until = NULL, "
-    "updated_at = :now WHERE id IN (SELECT id FROM callbacks "
-    "WHERE status = 'sending' AND lease_until < :now FOR UPDATE SKIP LOCKED)"
-)
-_EXPIRE_MAIL_LEASES_PG = text(
-    "UPDATE mail_outbox SET status = 'pending', lease_owner = NULL, lease_until = NULL, "
-    "updated_at = :now WHERE id IN (SELECT id FROM mail_outbox "
-    "WHERE status = 'sending' AND lease_until < :now FOR UPDATE SKIP LOCKED)"
-)
+def _return_expired_leases(conn: Connection, outbox: Table, now: int) -> None:
+    """Rows of ``outbox`` whose worker's lease ended go back to ``pending``.
+
+    The rows are picked with ``FOR UPDATE SKIP LOCKED`` (rendered on
+    PostgreSQL only), so two workers resetting at once never deadlock on them.
+    """
+    expired = (
+        select(outbox.c.id)
+        .where(outbox.c.status == "sending", outbox.c.lease_until < now)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(expired))
+        .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
+    )
 
 
 def claim_callbacks(
@@ -195,14 +202,7 @@ def claim_callbacks(
     """Up to ``limit`` pending callbacks that are due, oldest first, leased to ``owner``."""
     now = now_ms()
     with _tx(db) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(_EXPIRE_CALLBACK_LEASES_PG, {"now": now})
-        else:
-            conn.execute(
-                update(callbacks)
-                .where(callbacks.c.status == "sending", callbacks.c.lease_until < now)
-                .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
-            )
+        _return_expired_leases(conn, callbacks, now)
         rows = conn.execute(
             select(
                 callbacks.c.id,
@@ -373,14 +373,7 @@ def claim_mail(db: Engine | Connection, owner: str, limit: int, lease_ms: int) -
     """Up to ``limit`` pending e-mails that are due, oldest first, leased to ``owner``."""
     now = now_ms()
     with _tx(db) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(_EXPIRE_MAIL_LEASES_PG, {"now": now})
-        else:
-            conn.execute(
-                update(mail_outbox)
-                .where(mail_outbox.c.status == "sending", mail_outbox.c.lease_until < now)
-                .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
-            )
+        _return_expired_leases(conn, mail_outbox, now)
         rows = conn.execute(
             select(
                 mail_outbox.c.id,
