@@ -126,7 +126,11 @@ def serve(ctx: click.Context, role: str) -> None:
         f"(database {settings.database_url}, carrier {settings.carrier})",
         err=True,
     )
-    uvicorn.Server(config).run()
+    # Bind the HTTP port before the application starts: its start-up opens other
+    # listeners (the simulator's, on a port the kernel picks) that could otherwise
+    # take the HTTP port first when that port is in the ephemeral range.
+    listener = config.bind_socket()
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 # --- accounts ----------------------------------------------------------------
