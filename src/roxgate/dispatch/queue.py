@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
 
 from roxgate.report.outbox import enqueue_receipts
 from roxgate.rox.codes import Result
+from roxgate.store import traffic
 from roxgate.store.engine import immediate
 from roxgate.store.ids import now_ms
 from roxgate.store.schema import (
@@ -289,6 +290,7 @@ def record_submitted(
             conn.execute(_INSERT_PART, rows)
         if recorded:
             conn.execute(_REMEMBER_SENDS[conn.dialect.name], {"ids": sorted(recorded), "now": now})
+            traffic.count(conn, {"submitted": len(recorded)}, now)
     return recorded
 
 
@@ -325,6 +327,7 @@ def record_failed(
         )  # fmt: skip
         if done:
             enqueue_receipts(conn, [message_id], now)
+            traffic.count(conn, {"failed": 1}, now)
     return done
 
 
@@ -386,6 +389,7 @@ def expire_overdue(db: Engine | Connection, submitted_before_ms: int, limit: int
             {"mid": i, "now": now, "event": "expired", "detail": "no receipt in time"} for i in ids
         ])  # fmt: skip
         enqueue_receipts(conn, ids, now)
+        traffic.count(conn, {"expired": len(ids)}, now)
     return len(ids)
 
 
@@ -524,12 +528,14 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
                         "now": now,
                     },
                 ).scalars()
+        failed = len(settled)
         for start in range(0, len(delivered), 10_000):
             settled += conn.execute(
                 _DELIVER_IF_COMPLETE, {"ids": delivered[start : start + 10_000], "now": now}
             ).scalars()
         if settled:
             enqueue_receipts(conn, settled, now)
+            traffic.count(conn, {"failed": failed, "delivered": len(settled) - failed}, now)
     return found
 
 

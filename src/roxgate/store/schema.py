@@ -334,3 +334,51 @@ workers = Table(
     Column("started_at", BigInteger, nullable=False),
     Column("heartbeat_at", BigInteger, nullable=False),
 )
+
+# --- Operators' console (migration 0007) ----------------------------------------
+
+# People who run the gateway and sign in to /console (``roxgate operator add``);
+# unrelated to the customers' users. Passwords as argon2id PHC strings.
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),  # stored lower-cased
+    Column("password_hash", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", BigInteger),
+    Column("last_login_at", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Signed-in console sessions, in the database so that any api process behind a
+# load balancer knows them. The id is the SHA-256 of the cookie's token: a
+# leaked table does not let anyone sign in.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("operator_id", Integer, nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("client_ip", String(45)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_console_sessions_expires", "expires_at"),
+)
+
+# Messages per minute by what happened to them (accepted, submitted,
+# delivered, failed, expired, …), counted in the transaction that made it
+# happen: the console's charts read a few hundred rows instead of scanning
+# messages. ``owner`` is the writing process, so that processes sharing
+# PostgreSQL never contend for one row.
+traffic = Table(
+    "traffic",
+    metadata,
+    Column("minute", BigInteger, primary_key=True),  # Unix time // 60
+    Column("kind", String(16), primary_key=True),
+    Column("owner", String(64), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)

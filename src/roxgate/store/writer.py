@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, String, delete, insert, select, text,
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from roxgate.store import traffic
 from roxgate.store.engine import immediate
 from roxgate.store.reads import find_idempotent
 from roxgate.store.schema import (
@@ -318,6 +319,8 @@ class GroupCommitWriter:
         for i in stored:
             if i.message_rows:
                 self._insert_messages(conn, i.message_common, i.message_rows)
+        accepted = sum(len(i.message_rows) for i in stored)
+        traffic.count(conn, {"accepted": accepted}, stored[-1].request_row["received_at"])
         keyed = [i for i in stored if i.idempotency is not None]
         if keyed:
             # An expired key of the same name may still be there: replace it.
