@@ -37,9 +37,7 @@ def test_counts_add_up_per_minute_and_across_processes(store_factory: Any) -> No
     with engine.begin() as conn:
         assert traffic.prune(conn, T0 + MINUTE) == 3
     with engine.connect() as conn:
-        assert traffic.per_minute(conn, 0, T0 + 10 * MINUTE) == {
-            "delivered": {T0 // MINUTE + 1: 1}
-        }
+        assert traffic.per_minute(conn, 0, T0 + 10 * MINUTE) == {"delivered": {T0 // MINUTE + 1: 1}}
 
 
 def test_a_rolled_back_transaction_counts_nothing_in_the_table(store_factory: Any) -> None:
