@@ -54,6 +54,9 @@ class Settings:
     # An inbound SMS is a reply to the latest message submitted to its sender
     # within this many days (SPEC.md §3); older ones are kept as unmatched.
     reply_window_days: float = 7.0
+    # --- operators' console ---
+    # --- metrics and logs ---
+    # --- hardening ---
 
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None) -> Settings:
