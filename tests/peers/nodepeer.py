@@ -101,9 +101,10 @@ class NodeSmsc:
     """``node tests/peers/smsc.js MODE ...`` as a subprocess on 127.0.0.1, on a port
     the OS picks (read :attr:`port` once entered).
 
-    ``mode`` is ``normal``, ``permanent``, ``throttle``, ``slow`` or ``drop``; the
+    ``mode`` is ``normal``, ``permanent``, ``throttle``, ``slow``, ``drop``, ``garbage``,
+    ``mute`` or ``hang`` (see smsc.js); the
     keyword options map to the script's flags: ``receipt_delay_ms``, ``throttle``
-    (rejections per destination), ``slow_ms``, ``drop_after`` (submits answered before
+    (rejections per destination), ``throttle_ms`` (throttle everything this long), ``slow_ms``, ``drop_after`` (submits answered before
     a connection is destroyed), ``drops`` (how many times), ``system_id`` /
     ``password`` (required credentials), ``id_style`` (``hex`` / ``dec``).
 
@@ -120,6 +121,7 @@ class NodeSmsc:
         "system_id": "--system-id",
         "password": "--password",
         "id_style": "--id-style",
+        "throttle_ms": "--throttle-ms",
     }
 
     def __init__(self, mode: str = "normal", **options: Any) -> None:

@@ -5,6 +5,15 @@
 //   node smsc.js MODE [--port N] [--host H] [--receipt-delay MS] [--throttle N]
 //                     [--slow MS] [--drop-after N] [--drops K]
 //                     [--system-id ID --password PW] [--id-style hex|dec]
+//                     [--throttle-ms MS]
+//
+// Modes: normal; permanent (every submit refused, ESME_RINVDSTADR); throttle (each
+// destination throttled --throttle times, or every submit for the first
+// --throttle-ms ms); slow (answers --slow ms late); drop (the connection destroyed
+// after --drop-after submits, --drops times); garbage (instead of answering the
+// submit after --drop-after, bytes that are no PDU, --drops times); mute (never
+// answers enquire_link); hang (after --drop-after submits the connection answers
+// nothing more, but stays open; --drops connections do so).
 //
 // Prints "READY <port>" once listening, then one line per event:
 //   SUBMIT {json}        every submit_sm received (raw wire fields, see below)
@@ -20,7 +29,7 @@
 const readline = require('readline');
 const smpp = require('smpp');
 
-const MODES = ['normal', 'permanent', 'throttle', 'slow', 'drop'];
+const MODES = ['normal', 'permanent', 'throttle', 'slow', 'drop', 'garbage', 'mute', 'hang'];
 
 function parseArgs(argv) {
 	const opts = {
@@ -35,6 +44,7 @@ function parseArgs(argv) {
 		systemId: null,
 		password: null,
 		idStyle: 'hex',
+		throttleMs: 0,
 	};
 	const names = {
 		'--port': ['port', Number],
@@ -47,6 +57,7 @@ function parseArgs(argv) {
 		'--system-id': ['systemId', String],
 		'--password': ['password', String],
 		'--id-style': ['idStyle', String],
+		'--throttle-ms': ['throttleMs', Number],
 	};
 	let positional = 0;
 	for (let i = 0; i < argv.length; i++) {
@@ -167,6 +178,7 @@ const sessions = new Set();
 const pendingReceipts = new Map(); // system_id -> [deliver_sm options] while no receiver
 const throttled = new Map(); // destination -> throttled count
 let submitsSinceDrop = 0;
+const startedAt = Date.now();
 let connections = 0;
 let dropsLeft = opts.drops;
 
@@ -267,6 +279,37 @@ function onSubmit(session, pdu) {
 	session.outstanding += 1;
 	record.outstanding = session.outstanding;
 
+	if (session.hung) {
+		record.status = null;
+		emit('SUBMIT', record);
+		return;
+	}
+	if (opts.mode === 'hang') {
+		submitsSinceDrop += 1;
+		if (dropsLeft > 0 && submitsSinceDrop > opts.dropAfter) {
+			dropsLeft -= 1;
+			submitsSinceDrop = 0;
+			session.hung = true;
+			record.status = null;
+			emit('SUBMIT', record);
+			emit('HANG', {sequence: pdu.sequence_number, connection: session.connection});
+			return;
+		}
+	}
+	if (opts.mode === 'garbage') {
+		submitsSinceDrop += 1;
+		if (dropsLeft > 0 && submitsSinceDrop > opts.dropAfter) {
+			dropsLeft -= 1;
+			submitsSinceDrop = 0;
+			record.status = null;
+			emit('SUBMIT', record);
+			emit('GARBAGE', {sequence: pdu.sequence_number, connection: session.connection});
+			// A command_length no PDU can have, then noise: the ESME must reset the link.
+			session.socket.write(Buffer.from('ffffff7f00000004deadbeefcafebabe0102', 'hex'));
+			session.dead = true;
+			return;
+		}
+	}
 	if (opts.mode === 'drop') {
 		submitsSinceDrop += 1;
 		if (dropsLeft > 0 && submitsSinceDrop > opts.dropAfter) {
@@ -284,6 +327,10 @@ function onSubmit(session, pdu) {
 	let status = 0;
 	if (opts.mode === 'permanent') {
 		status = smpp.ESME_RINVDSTADR;
+	} else if (opts.mode === 'throttle' && opts.throttleMs > 0) {
+		if (Date.now() - startedAt < opts.throttleMs) {
+			status = smpp.ESME_RTHROTTLED;
+		}
 	} else if (opts.mode === 'throttle') {
 		const seen = throttled.get(submit.destination_addr) || 0;
 		if (seen < opts.throttle) {
@@ -349,13 +396,20 @@ const server = smpp.createServer((session) => {
 	session.systemId = null;
 	session.connection = ++connections; // 1, 2, ... in accept order
 	session.outstanding = 0;
+	session.hung = false;
 	session.unacked = new Set(); // receipts sent, deliver_sm_resp not received
 	sessions.add(session);
 	session.on('bind_transceiver', (pdu) => onBind(session, pdu, true, true));
 	session.on('bind_transmitter', (pdu) => onBind(session, pdu, true, false));
 	session.on('bind_receiver', (pdu) => onBind(session, pdu, false, true));
 	session.on('submit_sm', (pdu) => onSubmit(session, pdu));
-	session.on('enquire_link', (pdu) => session.send(pdu.response()));
+	session.on('enquire_link', (pdu) => {
+		if (opts.mode === 'mute' || session.hung) {
+			emit('ENQUIRE_IGNORED', {connection: session.connection});
+			return;
+		}
+		session.send(pdu.response());
+	});
 	session.on('unbind', (pdu) => {
 		emit('UNBIND', {system_id: session.systemId});
 		session.send(pdu.response());
