@@ -78,3 +78,32 @@ def test_deep_nesting_duplicate_keys_and_control_characters(gw: Env) -> None:
     assert check(gw, orjson.dumps(body))["Result"] == "0000"
     lone_surrogate = b'{"Name": "ROX_API_Request", "Version": 1.1, "Product": "\\ud800"}'
     assert check(gw, lone_surrogate)["Result"] == "2011"
+
+
+def test_invalid_utf8_huge_values_numbers_as_strings_and_boms(gw: Env) -> None:
+    good = orjson.dumps(request_body())
+    # Invalid UTF-8 inside a string, and an overlong encoding.
+    assert check(gw, good.replace(b"Hello", b"Hel\xff\xfelo"))["Result"] == "2011"
+    assert check(gw, good.replace(b"Hello", b"\xc0\xafHello"))["Result"] == "2011"
+    # A BOM is tolerated; two BOMs, or a UTF-16 BOM, are not JSON.
+    assert check(gw, b"\xef\xbb\xbf" + good)["Result"] == "0000"
+    assert check(gw, b"\xef\xbb\xbf\xef\xbb\xbf" + good)["Result"] == "2011"
+    assert check(gw, b"\xff\xfe" + good)["Result"] == "2011"
+    # Numbers as strings where numbers belong (lenient where SPEC allows, else a code).
+    as_strings = request_body(ReceiptFlag="1", TimeZoneOffset="-600")
+    as_strings["Version"] = "1.1"
+    assert check(gw, orjson.dumps(as_strings))["Result"] in ("0000", "2012", "2013", "2031")
+    # Huge values: a 1 MB text, an enormous Count, a float out of every range.
+    huge_text = request_body([{"DestTn": "+61407555001", "SMSText": "x" * 1_000_000}])
+    assert check(gw, orjson.dumps(huge_text))["Result"] == "0000"  # per-recipient 2034
+    data = check(gw, orjson.dumps(huge_text))
+    assert data["Messages"]["1"]["Result"] == "2034"
+    count = request_body()
+    count["Messages"]["Count"] = 10**30
+    assert check(gw, json.dumps(count).encode())["Result"] != "0000"
+    big_float = orjson.dumps(request_body()).replace(b'"Version":1.1', b'"Version":1e999')
+    assert check(gw, big_float)["Result"] != "0000"
+    # Thousands of unknown keys are ignored, not a reason to fail.
+    many = request_body()
+    many.update({f"k{i}": i for i in range(20_000)})
+    assert check(gw, orjson.dumps(many))["Result"] == "0000"
