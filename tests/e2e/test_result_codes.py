@@ -121,6 +121,8 @@ REQUEST_LEVEL: list[tuple[str, str, Any]] = [
     ),
     ("2020", "ReplyType X", with_changes(Messages__ReplyType="X")),
     ("2020", "ReplyType number", with_changes(Messages__ReplyType=1)),
+    ("2020", "ReplyType long s", with_changes(Messages__ReplyType="\u017f")),  # upper() is S
+    ("2019", "ReceiptCallbackURL dot host", with_changes(Messages__ReceiptCallbackURL="http://./")),
     (
         "2021",
         "ReplyCallbackURL private",
@@ -282,3 +284,9 @@ def test_2036_country_not_allowed(gw: Env) -> None:
     assert data["Messages"]["1"]["Result"] == "0000"
     assert data["Messages"]["2"]["Result"] == "2036"
     assert "US" in data["Messages"]["2"]["ResultText"]
+
+
+def test_an_invalid_desttn_is_echoed_no_longer_than_a_number(gw: Env) -> None:
+    data = gw.post(request_body([{"DestTn": "9" * 100_000, "SMSText": "Hi"}]))
+    assert data["Messages"]["1"]["Result"] == "2032"
+    assert data["Messages"]["1"]["DestTn"] == "9" * 64

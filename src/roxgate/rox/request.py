@@ -142,7 +142,7 @@ def _callback_url(
         _ = parts.port  # raises ValueError for a malformed port
     except ValueError:
         raise RoxError(code, f"{label} is not a valid URL") from None
-    if parts.scheme.lower() not in ("http", "https") or not host:
+    if parts.scheme.lower() not in ("http", "https") or not host or not host.strip("."):
         raise RoxError(code, f"{label} must be an absolute http or https URL")
     if any(ch.isspace() or ord(ch) < 32 for ch in value):
         raise RoxError(code, f"{label} must not contain spaces or control characters")
@@ -213,7 +213,12 @@ def parse_messages(
     reply_type = messages.get("ReplyType")
     if reply_type is None or reply_type == "":
         reply_type = "E"
-    if not isinstance(reply_type, str) or reply_type.strip().upper() not in REPLY_TYPES:
+    # ASCII only: str.upper() maps other letters onto these ("ſ" → "S").
+    if (
+        not isinstance(reply_type, str)
+        or not reply_type.isascii()
+        or reply_type.strip().upper() not in REPLY_TYPES
+    ):
         raise RoxError(Result.BAD_REPLY_TYPE, "ReplyType must be E, S, B or H")
     reply_type = reply_type.strip().upper()
     reply_url = _callback_url(
@@ -279,7 +284,8 @@ def _parse_recipients(
             raw_tn = str(raw_tn)
         recipient = Recipient(
             key,
-            raw_tn if isinstance(raw_tn, str) else None,
+            # Echoed in the answer even when invalid: never more than a number's length.
+            raw_tn[:64] if isinstance(raw_tn, str) else None,
             dest_name=_optional_text(get("DestName")),
             dest_email=_optional_text(get("DestEmail")),
         )
