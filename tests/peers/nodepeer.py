@@ -102,11 +102,12 @@ class NodeSmsc:
     the OS picks (read :attr:`port` once entered).
 
     ``mode`` is ``normal``, ``permanent``, ``throttle``, ``slow``, ``drop``, ``garbage``,
-    ``mute`` or ``hang`` (see smsc.js); the
-    keyword options map to the script's flags: ``receipt_delay_ms``, ``throttle``
-    (rejections per destination), ``throttle_ms`` (throttle everything this long), ``slow_ms``, ``drop_after`` (submits answered before
-    a connection is destroyed), ``drops`` (how many times), ``system_id`` /
-    ``password`` (required credentials), ``id_style`` (``hex`` / ``dec``).
+    ``mute`` or ``hang`` (see smsc.js); the keyword options map to the script's flags:
+    ``receipt_delay_ms``, ``throttle`` (rejections per destination), ``throttle_ms``
+    (throttle everything this long), ``slow_ms``, ``drop_after`` (submits answered
+    before a connection is destroyed, or garbage is sent, or it hangs), ``drops`` (how
+    many times), ``system_id`` / ``password`` (required credentials), ``id_style``
+    (``hex`` / ``dec``).
 
     Every stdout line is collected by a thread: ``SUBMIT`` lines parsed into
     :attr:`submits`, all of them (kind, parsed JSON or ``None``) into :attr:`events`.
