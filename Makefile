@@ -19,9 +19,14 @@ run: $(STAMP)
 	exec $(BIN)/roxgate serve
 
 # Lint, then the whole suite against real parts (server over a socket, SQLite).
+# The console's browser test drives Debian's headless Chromium (installed here
+# when missing; Playwright's own browser downloads are never used).
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
+	@command -v chromium >/dev/null || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y chromium chromium-driver; }
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

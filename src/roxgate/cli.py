@@ -86,20 +86,21 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.pass_context
 def serve(ctx: click.Context, role: str) -> None:
     """Run the gateway: api (HTTP intake), worker (carrier link, dispatcher, callbacks,
-    e-mail; HTTP only for /healthz) or all (both, the default).
+    e-mail; HTTP only for /healthz, /readyz and /metrics) or all (both, the default).
 
     Any number of api and worker processes may share one PostgreSQL database.
     """
     import uvicorn
 
+    from roxgate.api import serving
     from roxgate.api.app import create_app
+    from roxgate.logs import configure_logging, redact_url
 
     settings = _settings(ctx)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        raise click.ClickException(f"configuration: {exc}") from exc
     # A 500-recipient request allocates a few thousand short-lived containers;
     # with the default threshold (700) the collector ran many times per request
     # and its full collections were the slowest requests of the benchmark.
@@ -110,22 +111,27 @@ def serve(ctx: click.Context, role: str) -> None:
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
+    try:  # HTTPS, proxy headers, slow clients: see api/serving.py
+        hardening = serving.uvicorn_options(settings)
+    except ValueError as exc:
+        raise click.ClickException(f"configuration: {exc}") from exc
     config = uvicorn.Config(
         create_app(settings, role),  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         loop=loop,
-        http="httptools",
+        **hardening,
         access_log=False,
+        log_config=None,  # uvicorn's records go through our handler (and format) too
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-    click.echo(
-        f"roxgate serving on http://{settings.host}:{settings.port} "
-        f"(database {settings.database_url}, carrier {settings.carrier})",
-        err=True,
-    )
+    logging.getLogger("roxgate").info(
+        "roxgate serving on %s://%s:%d (role %s, database %s, carrier %s)",
+        serving.scheme(settings), settings.host, settings.port, role,
+        redact_url(settings.database_url), redact_url(settings.carrier),
+    )  # fmt: skip
     # Bind the HTTP port before the application starts: its start-up opens other
     # listeners (the simulator's, on a port the kernel picks) that could otherwise
     # take the HTTP port first when that port is in the ephemeral range.
@@ -155,6 +161,17 @@ def account() -> None:
 @click.option("--allow-nets", help="Comma-separated CIDRs allowed to call the API.")
 @click.option("--allow-countries", help="Comma-separated ISO regions allowed as destinations.")
 @click.option("--no-api", is_flag=True, help="Create with API access disabled (2008).")
+@click.option(
+    "--rate-requests",
+    type=click.IntRange(min=0),
+    help="Requests per minute (0 unlimited); default ROXGATE_RATE_REQUESTS_PER_MINUTE.",
+)
+@click.option(
+    "--rate-messages",
+    type=click.IntRange(min=0),
+    help="Messages (recipients) per minute (0 unlimited); "
+    "default ROXGATE_RATE_MESSAGES_PER_MINUTE.",
+)
 @click.pass_context
 def account_add(
     ctx: click.Context,
@@ -167,6 +184,8 @@ def account_add(
     allow_nets: str | None,
     allow_countries: str | None,
     no_api: bool,
+    rate_requests: int | None,
+    rate_messages: int | None,
 ) -> None:
     """Create an account; prints its callback secret."""
     from roxgate.accounts.admin import add_account
@@ -183,6 +202,8 @@ def account_add(
         allowed_nets=allow_nets,
         allowed_countries=allow_countries,
         api_enabled=not no_api,
+        rate_requests=rate_requests,
+        rate_messages=rate_messages,
     )
     click.echo(f"account: {created.id}")
     click.echo(f"callback_secret: {created.callback_secret}")
@@ -194,8 +215,12 @@ def account_list(ctx: click.Context) -> None:
     """List accounts."""
     from roxgate.accounts.admin import list_accounts
 
+    rows = _admin(list_accounts, _engine(ctx))
+    for r in rows:  # blank: the gateway's default
+        r["rate_requests"] = r.pop("rate_requests_per_minute", None)
+        r["rate_messages"] = r.pop("rate_messages_per_minute", None)
     _table(
-        _admin(list_accounts, _engine(ctx)),
+        rows,
         [
             "id",
             "name",
@@ -207,6 +232,8 @@ def account_list(ctx: click.Context) -> None:
             "allowed_countries",
             "allowed_nets",
             "api_enabled",
+            "rate_requests",
+            "rate_messages",
         ],
     )
 
@@ -230,6 +257,8 @@ def _optional(value: str | None) -> Any:
 @click.option("--allow-nets", help='Comma-separated CIDRs, or "none".')
 @click.option("--allow-countries", help='Comma-separated ISO regions, or "none".')
 @click.option("--api/--no-api", default=None, help="Enable or disable API access.")
+@click.option("--rate-requests", help='Requests per minute: a number (0 unlimited), or "default".')
+@click.option("--rate-messages", help='Messages per minute: a number (0 unlimited), or "default".')
 @click.pass_context
 def account_set(
     ctx: click.Context,
@@ -242,6 +271,8 @@ def account_set(
     allow_nets: str | None,
     allow_countries: str | None,
     api: bool | None,
+    rate_requests: str | None,
+    rate_messages: str | None,
 ) -> None:
     """Change an account's settings."""
     from roxgate.accounts.admin import update_account
@@ -264,8 +295,24 @@ def account_set(
         allowed_nets=_optional(allow_nets),
         allowed_countries=_optional(allow_countries),
         api_enabled=api,
+        rate_requests=_rate_limit(rate_requests, "--rate-requests"),
+        rate_messages=_rate_limit(rate_messages, "--rate-messages"),
     )
     click.echo(f"account {account_id} updated")
+
+
+def _rate_limit(value: str | None, option: str) -> Any:
+    """A rate-limit flag for update_account: absent leaves alone, "default" clears
+    (the gateway's default applies), a number ≥ 0 sets (0 unlimited)."""
+    from roxgate.accounts.admin import _UNSET
+
+    if value is None:
+        return _UNSET
+    if value.strip().lower() == "default":
+        return None
+    if not value.strip().isdigit():
+        raise click.BadParameter('a whole number ≥ 0 or "default"', param_hint=option)
+    return int(value)
 
 
 @account.command("suspend")
@@ -464,6 +511,85 @@ def user_unlock(ctx: click.Context, account_id: str, email: str) -> None:
 
     _admin(unlock_user, _engine(ctx), account_id, email)
     click.echo(f"user {email} unlocked")
+
+
+# --- operators (the console) ---------------------------------------------------
+
+
+@main.group()
+def operator() -> None:
+    """Create and manage the operators who sign in to the console (/console)."""
+
+
+@operator.command("add")
+@click.argument("username")
+@click.option("--password", help="Visible in `ps`; prefer --password-stdin or the prompt.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def operator_add(
+    ctx: click.Context, username: str, password: str | None, password_stdin: bool
+) -> None:
+    """Add an operator (at least 10 characters of password)."""
+    from roxgate.console.operators import add_operator, normalise_username
+
+    name = _admin(normalise_username, username)
+    _admin(add_operator, _engine(ctx), name, _read_password(password, password_stdin))
+    click.echo(f"operator {name} added")
+
+
+@operator.command("list")
+@click.pass_context
+def operator_list(ctx: click.Context) -> None:
+    """List operators, with their last sign-in and any lock."""
+    from roxgate.console.operators import list_operators
+    from roxgate.store.history import iso
+
+    now = datetime.now(UTC).timestamp() * 1000
+    rows = _admin(list_operators, _engine(ctx))
+    for row in rows:
+        until = row.pop("locked_until")
+        row["locked"] = "yes" if until is not None and until > now else ""
+        last = row.pop("last_login_at")
+        row["last_sign_in"] = iso(last) if last is not None else "never"
+    _table(rows, ["username", "status", "failed_logins", "locked", "last_sign_in"])
+
+
+@operator.command("passwd")
+@click.argument("username")
+@click.option("--password", help="Visible in `ps`; prefer --password-stdin or the prompt.")
+@click.option("--password-stdin", is_flag=True)
+@click.pass_context
+def operator_passwd(
+    ctx: click.Context, username: str, password: str | None, password_stdin: bool
+) -> None:
+    """Set an operator's password (also lifts a lock)."""
+    from roxgate.console.operators import normalise_username, set_operator_password
+
+    name = _admin(normalise_username, username)
+    _admin(set_operator_password, _engine(ctx), name, _read_password(password, password_stdin))
+    click.echo("password changed")
+
+
+@operator.command("disable")
+@click.argument("username")
+@click.pass_context
+def operator_disable(ctx: click.Context, username: str) -> None:
+    """Disable an operator: signed out at the next request, cannot sign in."""
+    from roxgate.console.operators import set_operator_status
+
+    _admin(set_operator_status, _engine(ctx), username, "disabled")
+    click.echo(f"operator {username.strip().lower()} disabled")
+
+
+@operator.command("enable")
+@click.argument("username")
+@click.pass_context
+def operator_enable(ctx: click.Context, username: str) -> None:
+    """Enable an operator again (also lifts a lock after failed sign-ins)."""
+    from roxgate.console.operators import set_operator_status
+
+    _admin(set_operator_status, _engine(ctx), username, "active")
+    click.echo(f"operator {username.strip().lower()} enabled")
 
 
 # --- demo --------------------------------------------------------------------
@@ -941,6 +1067,80 @@ def message_list(ctx: click.Context, limit: int, status: str | None) -> None:
     for r in rows:
         r["created"] = iso(r["created_at"])
     _table(rows, ["id", "account_id", "dest_tn", "status", "result", "parts", "created"])
+
+
+def _report_bound(param: str, value: str | None, *, end: bool) -> int | None:
+    from roxgate.store.usage import parse_time_bound
+
+    if value is None:
+        return None
+    try:
+        return parse_time_bound(value, end=end)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from exc
+
+
+@main.command("report")
+@click.option(
+    "--by",
+    required=True,
+    # roxgate.store.usage.DIMENSIONS, spelt out so `roxgate --help` need not load SQLAlchemy.
+    type=click.Choice(["account", "product", "day", "status", "country"]),
+    help="What to group messages by (day: the UTC day of intake).",
+)
+@click.option(
+    "--from",
+    "since",
+    metavar="DATE|TIME",
+    help="Messages taken in from then on: YYYY-MM-DD (from 00:00 UTC) or an ISO 8601 time "
+    "(without an offset: UTC).",
+)
+@click.option(
+    "--to",
+    "until",
+    metavar="DATE|TIME",
+    help="…and before then: YYYY-MM-DD includes that whole UTC day; an ISO 8601 time is "
+    "exclusive (without an offset: UTC).",
+)
+@click.option("--account", "account_id", help="Only this account's messages.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table has a TOTAL row; csv has one line per key; json has rows and a total.",
+)
+@click.pass_context
+def report(
+    ctx: click.Context,
+    by: str,
+    since: str | None,
+    until: str | None,
+    account_id: str | None,
+    fmt: str,
+) -> None:
+    """Usage: messages, SMS parts (credits) and outcomes per account, Product, day,
+    status or destination country. Rejected recipients were never messages and
+    are not counted."""
+    from dataclasses import asdict
+    from typing import cast
+
+    from roxgate.store.usage import Dimension, to_csv, to_json, total, usage_report
+
+    since_ms = _report_bound("--from", since, end=False)
+    until_ms = _report_bound("--to", until, end=True)
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise click.BadParameter("must be after --from", param_hint="--to")
+    dimension = cast(Dimension, by)
+    rows = usage_report(_engine(ctx), dimension, since_ms, until_ms, account_id)
+    if fmt == "csv":
+        click.echo(to_csv(rows, dimension), nl=False)
+    elif fmt == "json":
+        click.echo(to_json(rows, dimension))
+    else:
+        table = [{by: r.key, **asdict(r)} for r in [*rows, total(rows)]]
+        _table(table, [by, "messages", "parts", "delivered", "failed", "expired", "pending"])
 
 
 # --- reporting back ----------------------------------------------------------

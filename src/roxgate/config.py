@@ -55,8 +55,39 @@ class Settings:
     # within this many days (SPEC.md §3); older ones are kept as unmatched.
     reply_window_days: float = 7.0
     # --- operators' console ---
+    # A console sign-in lasts at most this long, and ends sooner after this much
+    # inactivity.
+    console_session_hours: float = 12.0
+    console_idle_minutes: float = 30.0
+    # The console cookies' Secure flag: "auto" (when the request came over
+    # https, as seen directly or through a trusted proxy), "always" or "never".
+    console_cookie_secure: str = "auto"
     # --- metrics and logs ---
+    # "text" (readable, the default) or "json" (one object per line, for collectors).
+    log_format: str = "text"
+    # When set, GET /metrics needs "Authorization: Bearer <this token>".
+    metrics_token: str = ""
     # --- hardening ---
+    # Per-account limits, requests and messages (recipients) per minute, for
+    # accounts without their own (`account set --rate-requests/--rate-messages`);
+    # 0 = unlimited. Kept in memory by each api process (docs/security.md).
+    rate_requests_per_minute: int = 0
+    rate_messages_per_minute: int = 0
+    # This many failed logins from one client address (an IPv6 /64) within the
+    # window and that address is refused (2041) until the window ends; 0 disables.
+    login_ip_max_failures: int = 200
+    login_ip_window_seconds: int = 600
+    # Slow clients: a request head must arrive within this many seconds (of the
+    # connection's opening, or of the request's first byte), its body within this
+    # many of the head; beyond this many connections new requests get HTTP 503.
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 60.0
+    http_max_connections: int = 1000
+    # HTTPS: a PEM certificate (chain) and its private key; both or neither.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
 
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None) -> Settings:

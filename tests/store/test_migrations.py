@@ -119,8 +119,19 @@ def test_postgresql_column_types(pg_engine_factory: Any) -> None:
     assert columns["callbacks", "body"] == ("bytea", None)
     assert columns["idempotency_keys", "request_hash"] == ("bytea", None)
     assert columns["inbound_parts", "data"] == ("bytea", None)
-    data_type, default = columns["message_events", "id"]
-    assert data_type == "integer" and default.startswith("nextval(")
+    for table in ("message_events", "callback_attempts", "unmatched_receipts"):
+        data_type, default = columns[table, "id"]
+        assert data_type == "bigint" and default.startswith("nextval("), table
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                text(
+                    "SELECT data_type FROM pg_sequences "
+                    "WHERE sequencename = 'message_events_id_seq'"
+                )
+            ).scalar_one()
+            == "bigint"
+        )
 
 
 def test_processes_starting_at_once_on_postgresql_all_migrate(pg_database_factory: Any) -> None:

@@ -80,6 +80,12 @@ def _check_credits(credits: int | None) -> int | None:
     return credits
 
 
+def _check_rate(name: str, per_minute: int | None) -> int | None:
+    if per_minute is not None and per_minute < 0:
+        raise AdminError(f"{name} cannot be negative (0 is unlimited)")
+    return per_minute
+
+
 def normalise_email(email: str) -> str:
     email = email.strip().lower()
     if not EMAIL_RE.match(email) or len(email) > 254:
@@ -98,7 +104,11 @@ def add_account(
     allowed_nets: str | None = None,
     allowed_countries: str | None = None,
     api_enabled: bool = True,
+    rate_requests: int | None = None,
+    rate_messages: int | None = None,
 ) -> CreatedAccount:
+    """Create an account. The rate limits are per minute; None: the gateway's
+    defaults, 0: unlimited."""
     if not ACCOUNT_ID_RE.match(account_id):
         raise AdminError("account id must be CI followed by 8 digits, e.g. CI00000001")
     secret = secrets.token_urlsafe(32)
@@ -114,6 +124,8 @@ def add_account(
         "allowed_nets": _check_nets(allowed_nets),
         "allowed_countries": _check_countries(allowed_countries),
         "credits": _check_credits(credits),
+        "rate_requests_per_minute": _check_rate("rate requests", rate_requests),
+        "rate_messages_per_minute": _check_rate("rate messages", rate_messages),
         "callback_secret": secret,
         "created_at": now,
         "updated_at": now,
@@ -142,6 +154,8 @@ def update_account(
     allowed_countries: str | None = _UNSET,
     api_enabled: bool | None = None,
     status: str | None = None,
+    rate_requests: int | None = _UNSET,
+    rate_messages: int | None = _UNSET,
 ) -> None:
     """Change the given fields; ``_UNSET`` leaves one alone, ``None`` clears it."""
     values: dict[str, Any] = {}
@@ -161,6 +175,10 @@ def update_account(
         values["allowed_countries"] = _check_countries(allowed_countries)
     if api_enabled is not None:
         values["api_enabled"] = api_enabled
+    if rate_requests is not _UNSET:
+        values["rate_requests_per_minute"] = _check_rate("rate requests", rate_requests)
+    if rate_messages is not _UNSET:
+        values["rate_messages_per_minute"] = _check_rate("rate messages", rate_messages)
     if status is not None:
         if status not in ("active", "suspended"):
             raise AdminError("status must be active or suspended")

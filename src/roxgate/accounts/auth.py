@@ -14,6 +14,9 @@ verification is remembered for a short while, under these rules:
 * only one argon2 verification runs at a time (bounds memory and CPU), and
   concurrent requests with the same credentials wait for the first one's
   answer instead of verifying again.
+
+Failed logins are also counted per client address (``accounts/ipguard.py``):
+an address with too many is refused before any of this runs.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
+from roxgate.accounts.ipguard import FailedLoginGuard
 from roxgate.accounts.passwords import hash_password, needs_rehash, verify_password
 from roxgate.rox.codes import Result, RoxError
 from roxgate.store import reads
@@ -50,6 +54,9 @@ class Principal:
     tz_offset: int
     allowed_countries: frozenset[str] | None
     credits: int | None
+    # The account's own rate limits per minute; None: the gateway's defaults.
+    rate_requests: int | None = None
+    rate_messages: int | None = None
 
 
 @dataclass(slots=True)
@@ -68,10 +75,13 @@ class Authenticator:
         lock_seconds: int = 900,
         cache_size: int = 10_000,
         read: RunInThread | None = None,
+        ip_guard: FailedLoginGuard | None = None,
     ) -> None:
         """``run`` runs blocking work (argon2, writes) off the loop; ``read`` runs the
-        per-request user lookup (by default also ``run``)."""
+        per-request user lookup (by default also ``run``); ``ip_guard`` counts failed
+        logins per client address and refuses an address with too many."""
         self._engine = engine
+        self._ip_guard = ip_guard
         self._run = run
         self._read = read or run
         self._cache_seconds = cache_seconds
@@ -115,6 +125,20 @@ class Authenticator:
         self, account_id: str, email: str, password: str, client_ip: str | None
     ) -> Principal:
         """The sender's principal, or RoxError with the code SPEC.md §2 gives."""
+        guard = self._ip_guard
+        if guard is None:
+            return await self._authenticate(account_id, email, password, client_ip)
+        guard.check(client_ip)  # before any look-up or argon2
+        try:
+            return await self._authenticate(account_id, email, password, client_ip)
+        except RoxError as err:
+            if err.code in (Result.AUTH_FAILED, Result.USER_LOCKED):
+                guard.failed(client_ip)
+            raise
+
+    async def _authenticate(
+        self, account_id: str, email: str, password: str, client_ip: str | None
+    ) -> Principal:
         email = email.strip().lower()
         login = await self._read(reads.load_login, self._engine, account_id, email)
         if login is None:
@@ -195,6 +219,8 @@ class Authenticator:
             tz_offset=login["tz_offset"],
             allowed_countries=frozenset(countries.split(",")) if countries else None,
             credits=login["credits"],
+            rate_requests=login["rate_requests_per_minute"],
+            rate_messages=login["rate_messages_per_minute"],
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,8 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Engine
 
 from roxgate.accounts.auth import Authenticator
+from roxgate.accounts.ipguard import FailedLoginGuard
+from roxgate.accounts.ratelimit import AccountRateLimiter
 from roxgate.callbacks.http import CallbackWorker, parse_retry_schedule
 from roxgate.callbacks.mail import MailWorker, parse_smtp_url
 from roxgate.carriers.connector import SmppCarrier
@@ -21,7 +24,8 @@ from roxgate.carriers.smpp.url import parse_carrier_url
 from roxgate.config import Settings
 from roxgate.dispatch.dispatcher import Dispatcher, DispatchPolicy, worker_id
 from roxgate.netpolicy import parse_nets
-from roxgate.store import workers
+from roxgate.stats import RequestStats
+from roxgate.store import housekeeping, workers
 from roxgate.store.engine import open_database
 from roxgate.store.ids import now_ms
 from roxgate.store.writer import GroupCommitWriter
@@ -30,6 +34,7 @@ T = TypeVar("T")
 Role = Literal["all", "api", "worker"]
 log = logging.getLogger("roxgate.activity")
 HEARTBEAT_SECONDS = 5.0
+TIDY_SECONDS = 600.0  # expired idempotency keys, old traffic counts, console sessions
 
 
 class Gateway:
@@ -45,6 +50,8 @@ class Gateway:
         # query (each hop has to win the GIL back from the busy event loop).
         # Network databases hop to the pool.
         self.read = self._inline if self.engine.dialect.name == "sqlite" else self.run
+        # /smsapi/send answers by result code and latency, for /metrics.
+        self.requests = RequestStats()
         self.simulator: SmscSimulator | None = None
         self.carrier: SmppCarrier | None = None
         self.dispatcher: Dispatcher | None = None
@@ -59,6 +66,7 @@ class Gateway:
         self._registered_at = 0  # ms: when this process joined the workers table
         self._listener: Any = None  # PgListener on PostgreSQL
         self._registry_task: asyncio.Task[None] | None = None
+        self._next_tidy = time.monotonic() + HEARTBEAT_SECONDS  # soon after start
         self.auth = Authenticator(
             self.engine,
             self.run,
@@ -66,6 +74,13 @@ class Gateway:
             cache_seconds=settings.auth_cache_seconds,
             max_failures=settings.login_max_failures,
             lock_seconds=settings.login_lock_seconds,
+            ip_guard=FailedLoginGuard(
+                settings.login_ip_max_failures, settings.login_ip_window_seconds
+            ),
+        )
+        # In memory, per process: see accounts/ratelimit.py for why.
+        self.rate_limits = AccountRateLimiter(
+            settings.rate_requests_per_minute, settings.rate_messages_per_minute
         )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -135,6 +150,17 @@ class Gateway:
                 self.live_workers = alive
             except Exception:
                 log.exception("worker heartbeat failed; will try again")
+            if time.monotonic() >= self._next_tidy:
+                self._next_tidy = time.monotonic() + TIDY_SECONDS
+                try:
+                    deleted = await self.writer.do(self._tidy)
+                    if any(deleted.values()):
+                        log.info("housekeeping deleted %s", deleted)
+                except Exception:
+                    log.exception("housekeeping failed; will try again")
+
+    def _tidy(self, conn: Any) -> dict[str, int]:
+        return housekeeping.tidy(conn, now_ms(), self.settings.idempotency_hours)
 
     def _start_reporting(self) -> None:
         """The callback worker, and the mail worker when SMTP is configured.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -12,6 +13,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from roxgate.accounts.ratelimit import RateLimited
+from roxgate.logs import ACCOUNT, bind_request
 from roxgate.rox.codes import Result, RoxError
 from roxgate.rox.request import Batch, parse_envelope, parse_messages
 from roxgate.rox.response import error_body, success_body
@@ -31,23 +34,47 @@ UNAVAILABLE_TEXT = (
 )
 
 
-def _answer(body: bytes) -> Response:
-    return Response(body, status_code=200, media_type="application/json")
+def _answer(body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=200, headers=headers, media_type="application/json")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (2025) as soon as it is known to exceed ``limit``."""
+class SlowBody(RoxError):
+    """The body did not arrive in time: answered (2100), and the connection closed."""
+
+
+async def read_body(request: Request, limit: int, max_seconds: float | None = None) -> bytes:
+    """The body, refusing (2025) as soon as it is known to exceed ``limit``, and
+    (SlowBody) when it is not complete within ``max_seconds``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RoxError(Result.BODY_TOO_LARGE, f"Request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RoxError(Result.BODY_TOO_LARGE, f"Request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        # A client trickling its body must not hold this handler (and the
+        # memory of what it sent so far) for ever.
+        async with asyncio.timeout(max_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RoxError(
+                        Result.BODY_TOO_LARGE, f"Request body is larger than {limit} bytes"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise SlowBody(
+            Result.UNAVAILABLE,
+            f"Request body not complete within {max_seconds:g} s: nothing was queued, retry",
+        ) from None
     return b"".join(chunks)
+
+
+def _error_headers(err: RoxError) -> dict[str, str] | None:
+    if isinstance(err, RateLimited):
+        return {"Retry-After": str(err.retry_after)}
+    if isinstance(err, SlowBody):
+        return {"Connection": "close"}  # the rest of the body is not wanted
+    return None
 
 
 async def send(request: Request) -> Response:
@@ -55,14 +82,19 @@ async def send(request: Request) -> Response:
     request_id = new_id()
     started = time.perf_counter()
     account = "-"
+    bind_request(request_id)  # every log line of this request carries its id
     try:
-        body = await read_body(request, gateway.settings.max_body_bytes)
+        settings = gateway.settings
+        body = await read_body(request, settings.max_body_bytes, settings.http_body_timeout or None)
         envelope = parse_envelope(body)
         account = envelope.account_id
+        ACCOUNT.set(account)
         client_ip = request.client.host if request.client else None
         principal = await gateway.auth.authenticate(
             envelope.account_id, envelope.username, envelope.password, client_ip
         )
+        # After authentication: nobody can spend another account's allowance.
+        gateway.rate_limits.check_request(principal.account_id, principal.rate_requests)
         idem = _idempotency(request, body, gateway)
         if idem is not None:
             found = await gateway.read(
@@ -75,7 +107,7 @@ async def send(request: Request) -> Response:
             if found is not None:
                 if found[0] != idem.request_hash:
                     raise RoxError(Result.IDEMPOTENCY_CONFLICT, IDEMPOTENCY_CONFLICT_TEXT)
-                _log(request_id, account, "0000 (replay)", started)
+                _log(gateway, request_id, account, "0000 (replay)", started)
                 return _answer(found[1])
         now = datetime.now(UTC)
         batch = parse_messages(
@@ -88,6 +120,9 @@ async def send(request: Request) -> Response:
             now=now,
         )
         await _apply_number_lists(gateway, principal.account_id, batch)
+        gateway.rate_limits.check_messages(
+            principal.account_id, principal.rate_messages, len(batch.accepted)
+        )
         parts = sum(r.parts for r in batch.accepted)
         if principal.credits is not None and parts > principal.credits:
             raise _no_credit(parts, principal.credits)
@@ -104,18 +139,21 @@ async def send(request: Request) -> Response:
         )
         await gateway.writer.submit(intake)
         code, body_out = _outcome_body(intake, request_id, parts)
-        _log(request_id, account, code, started)
+        _log(gateway, request_id, account, code, started)
         return _answer(body_out)
     except RoxError as err:
-        _log(request_id, account, err.code.value, started)
-        return _answer(error_body(err.code, err.text, request_id))
+        _log(gateway, request_id, account, err.code.value, started)
+        return _answer(error_body(err.code, err.text, request_id), _error_headers(err))
     except OperationalError as exc:
         log.error("request %s: database unavailable: %s", request_id, exc.orig)
+        _log(gateway, request_id, account, Result.UNAVAILABLE.value, started)
         return _answer(error_body(Result.UNAVAILABLE, UNAVAILABLE_TEXT, request_id))
     except ClientDisconnect:
+        _log(gateway, request_id, account, Result.UNAVAILABLE.value, started)
         return _answer(error_body(Result.UNAVAILABLE, "Client disconnected", request_id))
     except Exception:
         log.exception("request %s failed", request_id)
+        _log(gateway, request_id, account, Result.INTERNAL_ERROR.value, started)
         return _answer(
             error_body(
                 Result.INTERNAL_ERROR, "Internal error: nothing was queued, retry", request_id
@@ -255,11 +293,15 @@ def _outcome_body(intake: Intake, request_id: str, parts: int) -> tuple[str, byt
     return code.value, error_body(code, text, request_id)
 
 
-def _log(request_id: str, account: str, result: str, started: float) -> None:
+def _log(gateway: Gateway, request_id: str, account: str, result: str, started: float) -> None:
+    """The request's one log line, and its count and latency for /metrics."""
+    seconds = time.perf_counter() - started
+    gateway.requests.observe(result, seconds)
     log.info(
         "send request=%s account=%s result=%s ms=%.1f",
         request_id,
         account,
         result,
-        (time.perf_counter() - started) * 1000,
+        seconds * 1000,
+        extra={"result": result, "duration_ms": round(seconds * 1000, 1)},
     )

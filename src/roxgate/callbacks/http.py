@@ -61,6 +61,7 @@ from yarl import URL
 from roxgate import __version__
 from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.dispatcher import worker_id
+from roxgate.logs import ACCOUNT, SMS_ID
 from roxgate.netpolicy import IPNetwork, address_allowed, literal_address
 from roxgate.report.outbox import (
     CallbackJob,
@@ -498,6 +499,9 @@ class CallbackWorker:
     # --- one delivery ----------------------------------------------------------
 
     async def _deliver(self, lane: _Lane, job: CallbackJob, url: URL) -> None:
+        # Log context, for this callback's task only.
+        ACCOUNT.set(job.account_id)
+        SMS_ID.set(job.message_id)
         try:
             async with self._slots:
                 # The lane's clock starts when the post does, not while it

@@ -247,9 +247,15 @@ class SmppCarrier:
                 log.exception("on_report hook failed")
 
     def _remember_accepted(self, carrier_id: str) -> None:
-        self._accepted[carrier_id] = time.monotonic()
-        while len(self._accepted) > 200_000:  # bounded memory
-            self._accepted.popitem(last=False)
+        now = time.monotonic()
+        accepted = self._accepted
+        accepted[carrier_id] = now
+        accepted.move_to_end(carrier_id)  # oldest first, so the old are trimmed from the front
+        # Only the last record_wait_seconds matter: at thousands of parts a second a
+        # count limit alone would hold minutes of ids (tens of MB, bench/soak.py).
+        cutoff = now - self.record_wait_seconds
+        while accepted and (len(accepted) > 200_000 or next(iter(accepted.values())) < cutoff):
+            accepted.popitem(last=False)
 
     def _ours_in_flight(self, carrier_ids: tuple[str, ...]) -> bool:
         """Accepted by this process moments ago, so our record of it is on its way."""

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from roxgate.dispatch import queue
 from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.queue import Claimed, PartAccepted
+from roxgate.logs import SMS_ID
 from roxgate.rox.codes import Result
 from roxgate.store.ids import now_ms
 
@@ -142,18 +143,23 @@ class Dispatcher:
             return
         renewed = await self._record_op(queue.extend_leases, self.owner, held, self.policy.lease_ms)
         self._leases_until = started + self.policy.lease_ms / 1000
-        lost = set(held) - renewed
+        not_renewed = set(held) - renewed
+        if not not_renewed:
+            return
+        self._held.difference_update(not_renewed)
+        # A message in flight may simply have had its outcome recorded while the
+        # renewal waited for the writer (it is no longer "submitting"): not lost.
+        # One not yet sent cannot have changed by our doing: its lease ended and
+        # it belongs to another worker now, which sends it instead.
+        lost = [m for m in self._unsent if m.id in not_renewed]
         if lost:
-            # Those in flight already went out (at-least-once); the unsent ones
-            # belong to another worker now.
-            before = len(self._unsent)
-            self._unsent = deque(m for m in self._unsent if m.id not in lost)
-            self._held.difference_update(lost)
+            self._unsent = deque(m for m in self._unsent if m.id not in not_renewed)
             self.counts["lease lost"] += len(lost)
             log.warning(
-                "%d leases lost (stalled past the lease?); %d unsent messages left to others",
-                len(lost), before - len(self._unsent),
-            )  # fmt: skip
+                "%d claimed messages lost their lease before being sent (stalled past "
+                "the lease?): left to other workers",
+                len(lost),
+            )
 
     def _leases_safe(self) -> bool:
         # A margin of a tenth of the lease for the submit itself to get out.
@@ -240,6 +246,7 @@ class Dispatcher:
             await asyncio.wait(self._inflight, timeout=grace)
 
     async def _send(self, message: Claimed) -> None:
+        SMS_ID.set(message.id)  # log context, for this message's task only
         try:
             try:
                 outcome = await self._carrier.send(message)

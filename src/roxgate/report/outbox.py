@@ -152,6 +152,7 @@ class CallbackJob:
     body: bytes
     attempts: int  # made before this one
     secret: str  # the account's callback secret (signs the POST)
+    message_id: str  # the SMS it is about (log context)
 
 
 CallbackOutcome = Literal["ok", "retry", "final"]
@@ -212,6 +213,7 @@ def claim_callbacks(
                 callbacks.c.body,
                 callbacks.c.attempts,
                 accounts.c.callback_secret,
+                callbacks.c.message_id,
             )
             .select_from(callbacks.join(accounts, accounts.c.id == callbacks.c.account_id))
             .where(callbacks.c.status == "pending", callbacks.c.next_at <= now)

@@ -28,6 +28,8 @@ def load_login(engine: Engine, account_id: str, email: str) -> dict[str, Any] | 
             accounts.c.allowed_nets,
             accounts.c.allowed_countries,
             accounts.c.credits,
+            accounts.c.rate_requests_per_minute,
+            accounts.c.rate_messages_per_minute,
         )
         .select_from(users.join(accounts, users.c.account_id == accounts.c.id))
         .where(users.c.account_id == account_id, users.c.email == email)

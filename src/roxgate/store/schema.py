@@ -28,6 +28,10 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Ids of tables that grow with traffic: 64-bit on PostgreSQL (BIGSERIAL), and on
+# SQLite the INTEGER PRIMARY KEY that is its (already 64-bit) rowid.
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
 accounts = Table(
     "accounts",
     metadata,
@@ -44,6 +48,9 @@ accounts = Table(
     Column("callback_secret", String(128), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # Per-minute limits of this account; NULL = the gateway's defaults, 0 = unlimited.
+    Column("rate_requests_per_minute", Integer),
+    Column("rate_messages_per_minute", Integer),
 )
 
 users = Table(
@@ -174,7 +181,7 @@ message_parts = Table(
 message_events = Table(
     "message_events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", EventId, primary_key=True, autoincrement=True),
     Column("message_id", String(36), nullable=False),
     Column("at", BigInteger, nullable=False),
     Column("event", String(16), nullable=False),
@@ -231,7 +238,7 @@ callbacks = Table(
 callback_attempts = Table(
     "callback_attempts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", EventId, primary_key=True, autoincrement=True),
     Column("callback_id", String(36), nullable=False),
     Column("at", BigInteger, nullable=False),
     Column("duration_ms", Integer, nullable=False),
@@ -285,7 +292,7 @@ recent_sends = Table(
 unmatched_receipts = Table(
     "unmatched_receipts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", EventId, primary_key=True, autoincrement=True),
     Column("carrier_id", String(64), nullable=False),
     Column("state", String(8), nullable=False),
     Column("error", String(16)),

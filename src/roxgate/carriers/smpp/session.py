@@ -20,12 +20,14 @@ the gateway starts must not keep it down. :attr:`SmppSession.state` is ``connect
 
 A link is reset (then rebuilt after backoff) when the TCP connection drops, when the
 byte stream cannot be framed any more (a command_length outside 16..64 KiB: a
-generic_nack goes out first), when an enquire_link gets no answer within
-``response_timeout``, or when the SMSC unbinds (answered with unbind_resp first). A
-PDU whose body is malformed but whose framing is sound is answered (generic_nack or
-the request's ``*_resp`` with the error status, per :meth:`PduError.response`) and
-the link stays up. enquire_link is sent after ``enquire_link`` seconds without
-receiving anything (a link carrying traffic needs no probe).
+generic_nack goes out first), when an enquire_link or a submit_sm gets no answer
+within ``response_timeout`` (the link is hung: filling the window again on it would
+only multiply the submits whose fate is unknown), or when the SMSC unbinds (answered
+with unbind_resp first). A PDU whose body is malformed but whose framing is sound is
+answered (generic_nack or the request's ``*_resp`` with the error status, per
+:meth:`PduError.response`) and the link stays up. enquire_link is sent after
+``enquire_link`` seconds without receiving anything (a link carrying traffic needs no
+probe).
 
 Submits. :meth:`SmppSession.submit` takes a window slot (at most ``window``
 submit_sm await their response), waits for a bound link (up to ``response_timeout``),
@@ -85,6 +87,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -119,6 +122,7 @@ from roxgate.carriers.smpp.pdu import (
 )
 from roxgate.carriers.smpp.url import CarrierConfig, ConcatMode
 from roxgate.sms.text import encode_gsm7, encode_ucs2, is_gsm7
+from roxgate.stats import SUBMIT_BUCKETS, Histogram
 
 __all__ = [
     "MAX_SEQUENCE",
@@ -254,6 +258,8 @@ class SessionStats:
     enquire_links_sent: int = 0
     garbage: int = 0  # PDUs that could not be decoded or framed
     generic_nacks_sent: int = 0
+    # submit_sm written → its response read (answered submits only), seconds.
+    submit_seconds: Histogram = field(default_factory=lambda: Histogram(SUBMIT_BUCKETS))
 
 
 class RateLimiter:
@@ -641,6 +647,7 @@ class SmppSession:
                         else NotBound("link went down before the submit was written")
                     )
                 self.stats.submits += 1
+                sent = time.perf_counter()
                 try:
                     resp = await link.request(pdu, timeout)
                 except LinkLost:
@@ -648,6 +655,10 @@ class SmppSession:
                     raise
                 except ResponseTimeout:
                     self.stats.timeouts += 1
+                    # A link that leaves a submit unanswered this long is hung, not
+                    # slow: the window it frees must not be filled on the same link
+                    # (each such submit is one more that may go twice).
+                    link.fail(f"no submit_sm_resp within {timeout:g} s")
                     raise
                 except BadResponse:
                     self.stats.bad_responses += 1
@@ -656,6 +667,7 @@ class SmppSession:
                 self._window_in_use -= 1
                 if self._closing and not self._window_in_use:
                     self._window_idle.set()  # close() waits for this
+        self.stats.submit_seconds.observe(time.perf_counter() - sent)
         if isinstance(resp, GenericNack):
             # The SMSC could not take the PDU at all; report it as a failed submit.
             resp = SubmitSmResp(
