@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -395,6 +396,34 @@ def test_http_errors_and_2100_are_retried(sdk_gw: Env) -> None:
         result = rox.send_one("+61407555006", "Third time lucky")
     assert result.queued and len(seen) == 3
     assert len({r.headers["Idempotency-Key"] for r in seen}) == 1
+
+
+def test_2041_is_retried_after_the_gateways_retry_after(sdk_gw: Env) -> None:
+    # 600 messages a minute (10 a second): a burst of 600 empties the bucket, and
+    # the next 10 must wait a second. The SDK waits what Retry-After says.
+    limited = "CI00000093"
+    admin.add_account(sdk_gw.engine, limited, "SDK limited", region="AU", rate_messages=600)
+    admin.add_user(sdk_gw.engine, limited, USER, PASSWORD)
+    answers: list[httpx.Response] = []
+    inner = httpx.HTTPTransport()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = inner.handle_request(request)
+        response.read()
+        answers.append(response)
+        return response
+
+    with client(sdk_gw, account=limited, transport=httpx.MockTransport(handler)) as rox:
+        assert len(rox.send(numbers(500), text="Burst").queued) == 500
+        started = time.monotonic()
+        result = rox.send(numbers(110), text="Then more")
+        waited = time.monotonic() - started
+    assert len(result.queued) == 110
+    refused = [a for a in answers if a.json()["Result"] == "2041"]
+    assert refused, [a.json()["Result"] for a in answers]
+    after = int(refused[0].headers["Retry-After"])
+    assert after >= 1
+    assert waited >= after * 0.9  # not the SDK's own 0.25-0.5 s first back-off
 
 
 def test_keeps_answering_2099_raises_it(sdk_gw: Env) -> None:

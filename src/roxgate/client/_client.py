@@ -46,6 +46,7 @@ DEFAULT_RETRIES: Final = 3
 RETRY_CODES: Final = frozenset(
     {Result.INTERNAL_ERROR.value, Result.UNAVAILABLE.value, Result.RATE_LIMITED.value}
 )
+_RETRY_AFTER_MAX = 60.0  # a longer Retry-After is the caller's to wait out, not a send()'s
 _BACKOFF_FIRST = 0.5  # seconds before the first retry, doubling, with jitter
 _BACKOFF_MAX = 8.0
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -65,7 +66,20 @@ class _Chunk:
 
 
 class _Retry(Exception):
-    """This answer says: nothing was done, try again."""
+    """This answer says: nothing was done, try again (not before ``after`` seconds,
+    when the gateway said so in ``Retry-After``)."""
+
+    def __init__(self, reason: str, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The answer's ``Retry-After`` in seconds (the delta form; a date is ignored)."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value.isdigit():
+        return None
+    return min(float(value), _RETRY_AFTER_MAX)
 
 
 def send_later_fields(when: datetime) -> tuple[str, int]:
@@ -121,10 +135,14 @@ def _endpoint(url: str) -> httpx.URL:
     return parsed.copy_with(path=path, query=None, fragment=None)
 
 
-def _backoff(attempt: int) -> float:
-    """Seconds to wait before retry number ``attempt`` (1, 2, …)."""
+def _backoff(attempt: int, retry: _Retry | None = None) -> float:
+    """Seconds to wait before retry number ``attempt`` (1, 2, …): the gateway's
+    ``Retry-After`` when it gave one (a rate limit, 2041), else a jittered doubling."""
     delay: float = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2.0 ** (attempt - 1))
-    return delay * random.uniform(0.5, 1.0)
+    delay *= random.uniform(0.5, 1.0)
+    if retry is not None and retry.after is not None:
+        delay = max(delay, retry.after)
+    return delay
 
 
 def _transport_failure(exc: httpx.RequestError) -> str:
@@ -297,7 +315,10 @@ class _BaseClient:
         """The answer's body when it queued the request; raises ``RoxError`` when
         the gateway refused it, ``_Retry`` when trying again is the thing to do."""
         if response.status_code != 200:
-            raise _Retry(f"HTTP {response.status_code} {response.reason_phrase}".rstrip())
+            raise _Retry(
+                f"HTTP {response.status_code} {response.reason_phrase}".rstrip(),
+                _retry_after(response),
+            )
         try:
             data = json.loads(response.content.removeprefix(b"\xef\xbb\xbf"))
         except ValueError:
@@ -315,7 +336,7 @@ class _BaseClient:
                 request_id if isinstance(request_id, str) else None,
             )
             if error.code in RETRY_CODES:
-                raise _Retry(str(error)) from error
+                raise _Retry(str(error), _retry_after(response)) from error
             raise error
         if messages.get("Count") != chunk.size or not all(
             isinstance(messages.get(str(i)), dict) for i in range(1, chunk.size + 1)
@@ -425,7 +446,7 @@ class Client(_BaseClient):
             attempt += 1
             if attempt > self.retries:
                 raise self._give_up(chunk, attempt, last) from None
-            time.sleep(_backoff(attempt))
+            time.sleep(_backoff(attempt, last))
 
 
 class AsyncClient(_BaseClient):
@@ -518,4 +539,4 @@ class AsyncClient(_BaseClient):
             attempt += 1
             if attempt > self.retries:
                 raise self._give_up(chunk, attempt, last) from None
-            await anyio.sleep(_backoff(attempt))
+            await anyio.sleep(_backoff(attempt, last))
