@@ -228,7 +228,7 @@ class Gateway:
         )
         self.dispatcher = Dispatcher(
             self.engine, self.carrier, self.run, policy=policy, record=self.writer.do,
-            owner=self.worker_id,
+            owner=self.worker_id, on_settled=self._reported,
         )  # fmt: skip
         self._fit_claims(share)
         self._dispatch_task = asyncio.create_task(

@@ -85,8 +85,13 @@ class Dispatcher:
         policy: DispatchPolicy | None = None,
         owner: str | None = None,
         record: RunInThread | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
+        # Told when this dispatcher made messages final (2062, 2065, 2064): their
+        # receipts wait in the outboxes, and the callback worker should not wait
+        # for its next poll to find them.
+        self._on_settled = on_settled
         self._carrier = carrier
         self._run = run
         # Outcomes are recorded through ``record(fn, *args)``, which calls
@@ -131,6 +136,13 @@ class Dispatcher:
                 await self._renew()
             except Exception:
                 log.exception("renewing leases failed; will try again")
+
+    def _settled(self) -> None:
+        if self._on_settled is not None:
+            try:
+                self._on_settled()
+            except Exception:  # a wake-up is a courtesy: the outbox poll is the safety net
+                log.exception("on_settled hook failed")
 
     async def _renew(self) -> None:
         """Renew the leases held; forget (never send) messages whose lease was lost."""
@@ -177,6 +189,7 @@ class Dispatcher:
                     )
                     if expired:
                         log.info("%d messages got no final receipt in time: 2064", expired)
+                        self._settled()
                 except Exception:
                     log.exception("expiring overdue messages failed; will try again")
             try:
@@ -273,13 +286,14 @@ class Dispatcher:
                 self.sent += 1
                 await self._submitted.add((message.id, outcome.parts))
             case "permanent":
-                await record(
+                if await record(
                     queue.record_failed,
                     owner,
                     message.id,
                     Result.REJECTED,
                     f"Rejected by the carrier: {outcome.detail}",
-                )
+                ):
+                    self._settled()
             case "throttled" | "lost":
                 # Not the message's fault: try again soon, without using up attempts.
                 await record(
@@ -292,14 +306,15 @@ class Dispatcher:
                 )
             case "transient":
                 if message.attempts >= p.max_attempts:
-                    await record(
+                    if await record(
                         queue.record_failed,
                         owner,
                         message.id,
                         Result.SUBMIT_FAILED,
                         f"Could not be submitted after {message.attempts} attempts: "
                         f"{outcome.detail}",
-                    )
+                    ):
+                        self._settled()
                 else:
                     await record(
                         queue.record_retry,
