@@ -186,10 +186,10 @@ def test_send_moves_the_counters_by_what_happened(gw: Env, receiver: Receiver) -
         ("roxgate_callback_attempts_total", {"outcome": "retry"}, 0),
         ("roxgate_callback_attempts_total", {"outcome": "failed"}, 0),
         # The database's view: the due ones went out and ended, one waits.
-        ("roxgate_messages", {"state": "scheduled"}, 1),
-        ("roxgate_messages", {"state": "queued"}, 0),
-        ("roxgate_messages", {"state": "submitting"}, 0),
-        ("roxgate_messages", {"state": "submitted"}, 0),
+        ("roxgate_messages_pending", {"state": "scheduled"}, 1),
+        ("roxgate_messages_pending", {"state": "queued"}, 0),
+        ("roxgate_messages_pending", {"state": "submitting"}, 0),
+        ("roxgate_messages_pending", {"state": "submitted"}, 0),
         ("roxgate_callbacks_pending", {}, 0),
     ]
     after = wait_for_metrics(gw.client, expected, base=before)
@@ -225,7 +225,9 @@ def test_the_scheduled_message_is_counted_by_the_database(gw: Env) -> None:
                 messages.c.status == "queued", messages.c.due_at > int(time.time() * 1000)
             )
         ).all()
-    wait_for_metrics(gw.client, [("roxgate_messages", {"state": "scheduled"}, len(waiting))])
+    wait_for_metrics(
+        gw.client, [("roxgate_messages_pending", {"state": "scheduled"}, len(waiting))]
+    )
 
 
 def test_readyz_of_a_process_that_sends(gw: Env) -> None:
@@ -337,7 +339,7 @@ def test_api_process_reports_its_requests_and_the_database_queue(api: Env) -> No
     # No process sends from this database: the message stays queued, and the
     # gauge (refreshed within ~2 s) says so.
     deadline = time.monotonic() + 15
-    while value(after, "roxgate_messages", state="queued") != 1:
+    while value(after, "roxgate_messages_pending", state="queued") != 1:
         assert time.monotonic() < deadline, "the queued gauge never showed the message"
         time.sleep(0.3)
         after = scrape(api.client, auth)

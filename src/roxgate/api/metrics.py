@@ -10,9 +10,10 @@ callbacks and e-mails not yet done) comes from index range counts, queried
 off the event loop at most once per ``BACKLOG_TTL`` seconds however often
 anyone scrapes.
 
-Served as text format 0.0.4 whatever the scraper accepts: OpenMetrics would
-reject ``roxgate_messages_total`` (a counter) beside ``roxgate_messages`` (a
-gauge), one family name to it, two metric names to Prometheus.
+Served as text format 0.0.4, which every Prometheus reads. (The live states
+are ``roxgate_messages_pending``, not ``roxgate_messages``: OpenMetrics would
+take a gauge of that name and the counter ``roxgate_messages_total`` for one
+family.)
 """
 
 from __future__ import annotations
@@ -185,14 +186,14 @@ class GatewayCollector(Collector):
         values = self.backlog.values
         yield _gauge(
             "roxgate_backlog_query_ok",
-            "1 when the database counts (roxgate_messages, roxgate_callbacks_pending, "
+            "1 when the database counts (roxgate_messages_pending, roxgate_callbacks_pending, "
             "roxgate_mail_pending) are current, 0 when the last count failed",
             0 if values is None else 1,
         )
         if values is None:
             return
         messages = GaugeMetricFamily(
-            "roxgate_messages",
+            "roxgate_messages_pending",
             "Messages in the database not yet final: queued (due now), scheduled (due later), "
             "submitting, submitted (awaiting a receipt); the same from every process",
             labels=["state"],
