@@ -1218,7 +1218,9 @@ def callback_list(ctx: click.Context, limit: int, status: str | None) -> None:
 @click.argument("source")
 @click.argument("text")
 @click.option(
-    "--url", default=None, help="The gateway (default: http://ROXGATE_HOST:ROXGATE_PORT)."
+    "--url",
+    default=None,
+    help="The gateway (default: http(s)://ROXGATE_HOST:ROXGATE_PORT, https with TLS set).",
 )
 @click.pass_context
 def sim_reply(ctx: click.Context, source: str, text: str, url: str | None) -> None:
@@ -1227,19 +1229,24 @@ def sim_reply(ctx: click.Context, source: str, text: str, url: str | None) -> No
     Works against a local `roxgate serve` running with ROXGATE_CARRIER=sim.
     """
     import json
+    import ssl
     import urllib.error
     import urllib.request
 
+    settings = _settings(ctx)
     if url is None:
-        settings = _settings(ctx)
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-        url = f"http://{host}:{settings.port}"
+        scheme = "https" if settings.tls_cert else "http"
+        url = f"{scheme}://{host}:{settings.port}"
+    tls = ssl.create_default_context()
+    if settings.tls_cert:  # a self-signed certificate of the operator's own gateway
+        tls.load_verify_locations(settings.tls_cert)
     data = json.dumps({"From": source, "Text": text}).encode()
     request = urllib.request.Request(  # noqa: S310 - the operator's own gateway
         url.rstrip("/") + "/sim/reply", data=data, headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=15, context=tls) as response:  # noqa: S310
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -260,3 +260,17 @@ def test_tls_misconfiguration_stops_serve(tmp_path: Path, pem: Pem) -> None:
     assert "unencrypted private key" in encrypted
     assert "secret-phrase" not in encrypted
     assert not (tmp_path / "never.db").exists()  # refused before anything started
+
+
+def test_sim_reply_speaks_https_to_a_tls_gateway(tls_env: Env) -> None:
+    # The operator's own tool, with the gateway's settings: https, trusting its cert.
+    env = {**tls_env.server.env()}
+    done = subprocess.run(
+        [ROXGATE, "sim-reply", "+61400000999", "hello over TLS"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Delivered to the gateway" in done.stdout
