@@ -174,6 +174,18 @@ def test_demo_then_send_the_printed_request(tmp_path: Path) -> None:
         assert sms_id in listed
         missing = run(tmp_path, "message", "show", "no-such-id", ok=False)
         assert missing.returncode != 0 and "no message no-such-id" in missing.stderr
+        # The console's demo operator signs in with the same password.
+        with httpx.Client(base_url=server.url, timeout=30) as browser:
+            assert "/console" in out
+            form = browser.get("/console/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert token, form.text
+            signed = browser.post(
+                "/console/login",
+                data={"csrf": token.group(1), "username": "demo", "password": password},
+            )
+            assert signed.status_code == 303, signed.text
+            assert "Overview" in browser.get("/console/").text
         assert password not in server.logs()
         # The server's command line carries no secret.
         cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ from roxgate.config import Settings
 
 DEMO_ACCOUNT = "CI00000001"
 DEMO_USER = "demo@example.com"
+DEMO_OPERATOR = "demo"
 DEMO_CREDENTIALS_FILE = ".roxgate-demo-credentials"
 
 
@@ -604,6 +605,7 @@ def demo(ctx: click.Context) -> None:
     working folder, never on a command line.
     """
     from roxgate.accounts.admin import AdminError, add_account, add_user, set_password
+    from roxgate.console.operators import add_operator, set_operator_password
 
     settings = _settings(ctx)
     engine = _engine(ctx)
@@ -620,6 +622,14 @@ def demo(ctx: click.Context) -> None:
             add_user(engine, DEMO_ACCOUNT, DEMO_USER, password)
         except AdminError:
             set_password(engine, DEMO_ACCOUNT, DEMO_USER, password)
+        # The console's demo operator shares the password: one secret to keep.
+        try:
+            add_operator(engine, DEMO_OPERATOR, password)
+        except AdminError:
+            set_operator_password(engine, DEMO_OPERATOR, password)
+    else:
+        with contextlib.suppress(AdminError):  # a database made before the console
+            add_operator(engine, DEMO_OPERATOR, password)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     click.echo(
         f"""
@@ -635,6 +645,9 @@ curl -s http://{host}:{settings.port}/smsapi/send -d '{{
 and follow it (queued -> submitted -> delivered) with the SMSId from the answer:
 
 .venv/bin/roxgate message show SMSID      # or: .venv/bin/roxgate message list
+
+The console for operators: http://{host}:{settings.port}/console
+(operator {DEMO_OPERATOR}, the same password).
 """
     )
 
