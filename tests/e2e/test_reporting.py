@@ -481,3 +481,45 @@ def test_sigkill_in_the_middle_of_a_retry_schedule_loses_nothing(
             assert outcomes[-1] == "ok" and outcomes.count("ok") == 1, outcomes
     finally:
         server.stop()
+
+
+def test_auto_replies_racing_the_record_of_their_message_are_matched(
+    engine_factory: Any, mailbox: tuple[Mailbox, int]
+) -> None:
+    # No receipt delay: the simulator's receipt and its number's reply follow the
+    # submit_sm_resp at once, often before the submission is committed. Each
+    # reply must still be matched to its message (not kept as unmatched), and
+    # each part's receipt taken the first time (not bounced for redelivery).
+    path, engine = engine_factory("reply-race")
+    seed_accounts(engine)
+    server = Server(path, env_extra=gateway_env(mailbox[1], ROXGATE_SIM_RECEIPT_DELAY="0"))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            env = Env(server, engine, client)
+            count = 40
+            data = env.post(
+                request_body(
+                    [
+                        # 3 parts each: the parts' answers and receipts interleave.
+                        {"DestTn": f"+61407{i:02d}9998", "SMSText": "Reply please " * 30}
+                        for i in range(count)
+                    ]
+                )
+            )
+            assert data["Result"] == "0000", data
+            ids = {data["Messages"][str(i + 1)]["SMSId"] for i in range(count)}
+            assert None not in ids, data
+            sources = [f"+61407{i:02d}9998" for i in range(count)]
+
+            def replies() -> list[Any]:
+                with engine.connect() as conn:
+                    rows = conn.execute(select(inbound).where(inbound.c.source.in_(sources))).all()
+                return rows if len(rows) >= 3 * count else []
+
+            rows = wait_for(replies, timeout=60, what="every part's auto-reply")
+    finally:
+        server.stop()
+    assert len(rows) == 3 * count
+    assert {r.matched_message_id for r in rows} == ids, [r.action for r in rows]
+    assert "asked for redelivery" not in server.logs()

@@ -45,6 +45,7 @@ from roxgate.dispatch.batching import Batcher
 from roxgate.dispatch.dispatcher import SendOutcome
 from roxgate.dispatch.queue import Claimed, PartAccepted
 from roxgate.report.replies import record_inbound_sms
+from roxgate.store.ids import now_ms
 
 log = logging.getLogger(__name__)
 RunInThread = Callable[..., Awaitable[Any]]
@@ -129,6 +130,13 @@ class SmppCarrier:
         # a busy database), and then waits for it here instead of bouncing.
         self._accepted: OrderedDict[str, float] = OrderedDict()
         self.record_wait_seconds = 10.0
+        # Numbers (digits, as on the wire) this process submitted to lately:
+        # monotonic s and wall-clock ms of the first accepted part. A reply from
+        # one may overtake our record of that submission as a receipt can.
+        self._sent_to: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        # How long a reply waits for that record, with its deliver_sm unanswered:
+        # well inside the usual SMSC deliver timeouts, far beyond a commit.
+        self.reply_wait_seconds = 5.0
 
     @property
     def submitter(self) -> SmppSession:
@@ -182,7 +190,6 @@ class SmppCarrier:
                 kind = classify_submit_error(result.command_status)
                 if kind == "ok":
                     accepted.append(PartAccepted(part_no, result.message_id))
-                    self._remember_accepted(result.message_id)
                 else:
                     kinds.setdefault(kind, _status_name(result.command_status))
         for kind in ("permanent", "lost", "transient", "throttled"):
@@ -203,6 +210,10 @@ class SmppCarrier:
             if classify_submit_error(resp.command_status) != "throttled":
                 if resp.command_status == Status.ESME_ROK:
                     self._throttle.ok()
+                    # At once, not when every part is answered: this part's
+                    # receipt may arrive before its siblings' answers.
+                    self._remember_accepted(resp.message_id)
+                    self._remember_sent_to(pdu.destination_addr)
                 return resp
             self._throttle.throttled()
         return resp
@@ -257,6 +268,36 @@ class SmppCarrier:
         while accepted and (len(accepted) > 200_000 or next(iter(accepted.values())) < cutoff):
             accepted.popitem(last=False)
 
+    def _remember_sent_to(self, number: str) -> None:
+        now = time.monotonic()
+        sent_to = self._sent_to
+        if number in sent_to and now - sent_to[number][0] < self.reply_wait_seconds:
+            return  # the first part's time is what the record will be at or after
+        sent_to[number] = (now, now_ms())
+        sent_to.move_to_end(number)
+        cutoff = now - self.reply_wait_seconds
+        while sent_to and (len(sent_to) > 200_000 or next(iter(sent_to.values()))[0] < cutoff):
+            sent_to.popitem(last=False)
+
+    async def _await_record_of_send_to(self, number: str) -> None:
+        """A reply from a number this process has just submitted to: let the record
+        of that submission commit first, so that the reply matches it.
+
+        An auto-responder (or a fast human, while the writer is busy) can answer
+        before the submission is recorded; matched then, the reply would find no
+        message, or an older one. Waits at most ``reply_wait_seconds`` from the
+        submission, polling the record; a reply from any other number never waits.
+        """
+        sent = self._sent_to.get(number.lstrip("+"))
+        if sent is None:
+            return
+        accepted_at, accepted_ms = sent
+        dest_tn = "+" + number.lstrip("+")
+        while time.monotonic() - accepted_at < self.reply_wait_seconds:
+            if await self._record(queue.send_recorded_since, dest_tn, accepted_ms):
+                return
+            await asyncio.sleep(0.05)
+
     def _ours_in_flight(self, carrier_ids: tuple[str, ...]) -> bool:
         """Accepted by this process moments ago, so our record of it is on its way."""
         now = time.monotonic()
@@ -290,6 +331,7 @@ class SmppCarrier:
             )  # fmt: skip
             self.counts["receipt without id"] += 1
             return int(Status.ESME_ROK)
+        await self._await_record_of_send_to(pdu.source_addr)
         # Stored, matched and forwarded in one commit before the answer: a
         # crash before it makes the SMSC deliver the SMS again.
         payload = inbound_payload(pdu)

@@ -39,6 +39,7 @@ from roxgate.store.schema import (
     accounts,
     message_events,
     messages,
+    recent_sends,
     unmatched_receipts,
 )
 
@@ -292,6 +293,16 @@ def record_submitted(
             conn.execute(_REMEMBER_SENDS[conn.dialect.name], {"ids": sorted(recorded), "now": now})
             traffic.count(conn, {"submitted": len(recorded)}, now)
     return recorded
+
+
+def send_recorded_since(db: Engine | Connection, dest_tn: str, since_ms: int) -> bool:
+    """Whether a submission to ``dest_tn`` recorded at or after ``since_ms`` is
+    committed: what a reply from that number will be matched to."""
+    with _tx(db) as conn:
+        at = conn.execute(
+            select(recent_sends.c.submitted_at).where(recent_sends.c.dest_tn == dest_tn)
+        ).scalar()
+    return at is not None and at >= since_ms
 
 
 def _release(
