@@ -69,7 +69,7 @@ receipt and reply has arrived, and prints JSON:
   the end of the load with warm-up. Warm-up lasts ``--warmup`` s or, by
   default, until the gateway's bounded caches are full: every number here is
   new, so the cache of parsed numbers (65,536 entries, ~21 MiB) fills only
-  after 65,536 messages (5.5 minutes at 200/s); at most half the run.
+  after 65,536 messages (5.5 minutes at 200/s); at most two thirds of the run.
 * ``gateway_log``: WARNING and ERROR lines of the gateway, grouped.
 
 Exit status 1 when lost > 0, RSS grew by more than ``--rss-margin`` percent
@@ -899,7 +899,7 @@ class Soak:
         warmup = self.args.warmup
         if warmup is None:  # until 65,536 new numbers have filled the parsed-number cache
             warmup = max(60.0, PHONE_CACHE_ENTRIES / self.args.rate * 1.1)
-        warmup_s = min(warmup, self.args.minutes * 60 / 2)
+        warmup_s = min(warmup, self.args.minutes * 60 * 2 / 3)
         warm = next((sample for sample in self.rss if sample[0] >= warmup_s), self.rss[-1])
         rss_warm, rss_end_of_load = warm[1], end_of_load[1]
         growth = round((rss_end_of_load - rss_warm) / rss_warm * 100, 1)
