@@ -401,7 +401,7 @@ def test_http_errors_and_2100_are_retried(sdk_gw: Env) -> None:
 def test_2041_is_retried_after_the_gateways_retry_after(sdk_gw: Env) -> None:
     # 600 messages a minute (10 a second): a burst of 600 empties the bucket, and
     # the next 10 must wait a second. The SDK waits what Retry-After says.
-    limited = "CI00000093"
+    limited = "CI00000094"  # CI00000093 is test_cli_send.py's, on the same shared server
     admin.add_account(sdk_gw.engine, limited, "SDK limited", region="AU", rate_messages=600)
     admin.add_user(sdk_gw.engine, limited, USER, PASSWORD)
     answers: list[httpx.Response] = []
