@@ -76,8 +76,14 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def queue_messages(db: Path, requests: int) -> None:
+    queue_messages_url(f"sqlite:///{db}", requests)
+
+
+def queue_messages_url(url: str, requests: int) -> None:
+    """``requests`` × 500 messages (ReceiptFlag 0) queued by a ``--role api`` gateway
+    on the database at ``url``, which is stopped again: nothing is sent."""
     port = free_port()
-    env = {**os.environ, "ROXGATE_DATABASE_URL": f"sqlite:///{db}", "ROXGATE_PORT": str(port),
+    env = {**os.environ, "ROXGATE_DATABASE_URL": url, "ROXGATE_PORT": str(port),
            "ROXGATE_LOG_LEVEL": "WARNING"}  # fmt: skip
     server = subprocess.Popen([ROXGATE, "serve", "--role", "api"], env=env)
     try:
