@@ -163,6 +163,21 @@ def part_no(pdu: Any) -> int:
     return seq[0] if seq else 1
 
 
+async def serve_control(port: int, gets: dict[str, Any], calm: Any) -> None:
+    """The control API of a child process (GET ``gets``, POST /calm to end its
+    chaos) on 127.0.0.1:``port``, until the process is killed."""
+    from aiohttp import web
+
+    app = web.Application()
+    for path, handler in gets.items():
+        app.router.add_get(path, handler)
+    app.router.add_post("/calm", calm)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
 async def run_smsc(port: int, control_port: int, seed: int) -> None:
     """The SMSC on ``port``, its figures and a stop to the chaos on ``control_port``."""
     from aiohttp import web
@@ -254,14 +269,7 @@ async def run_smsc(port: int, control_port: int, seed: int) -> None:
             await chaos_task
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_get("/stats", stats)
-    app.router.add_get("/parts", parts)
-    app.router.add_post("/calm", calm)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", control_port).start()
-    await asyncio.Event().wait()
+    await serve_control(control_port, {"/stats": stats, "/parts": parts}, calm)
 
 
 # --- the customer's receiver (run as: soak.py --serve-receiver PORT CONTROL_PORT SEED) ----
@@ -341,14 +349,7 @@ async def run_receiver(port: int, control_port: int, seed: int) -> None:
             await outage_task
         return web.json_response({})
 
-    control = web.Application()
-    control.router.add_get("/stats", stats)
-    control.router.add_get("/received", received)
-    control.router.add_post("/calm", calm)
-    control_runner = web.AppRunner(control, access_log=None)
-    await control_runner.setup()
-    await web.TCPSite(control_runner, "127.0.0.1", control_port).start()
-    await asyncio.Event().wait()
+    await serve_control(control_port, {"/stats": stats, "/received": received}, calm)
 
 
 # --- the mailbox --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ const readline = require('readline');
 const smpp = require('smpp');
 
 const MODES = ['normal', 'permanent', 'throttle', 'slow', 'drop', 'garbage', 'mute', 'hang'];
+const FAULT_MODES = ['drop', 'garbage', 'hang'];
 
 function parseArgs(argv) {
 	const opts = {
@@ -284,42 +285,28 @@ function onSubmit(session, pdu) {
 		emit('SUBMIT', record);
 		return;
 	}
-	if (opts.mode === 'hang') {
-		submitsSinceDrop += 1;
-		if (dropsLeft > 0 && submitsSinceDrop > opts.dropAfter) {
-			dropsLeft -= 1;
-			submitsSinceDrop = 0;
-			session.hung = true;
-			record.status = null;
-			emit('SUBMIT', record);
-			emit('HANG', {sequence: pdu.sequence_number, connection: session.connection});
-			return;
-		}
-	}
-	if (opts.mode === 'garbage') {
+	// drop, garbage, hang: after --drop-after submits, --drops times, this submit
+	// gets the fault instead of an answer.
+	if (FAULT_MODES.includes(opts.mode)) {
 		submitsSinceDrop += 1;
 		if (dropsLeft > 0 && submitsSinceDrop > opts.dropAfter) {
 			dropsLeft -= 1;
 			submitsSinceDrop = 0;
 			record.status = null;
 			emit('SUBMIT', record);
-			emit('GARBAGE', {sequence: pdu.sequence_number, connection: session.connection});
-			// A command_length no PDU can have, then noise: the ESME must reset the link.
-			session.socket.write(Buffer.from('ffffff7f00000004deadbeefcafebabe0102', 'hex'));
-			session.dead = true;
-			return;
-		}
-	}
-	if (opts.mode === 'drop') {
-		submitsSinceDrop += 1;
-		if (dropsLeft > 0 && submitsSinceDrop > opts.dropAfter) {
-			dropsLeft -= 1;
-			submitsSinceDrop = 0;
-			record.status = null;
-			emit('SUBMIT', record);
-			emit('DROP', {sequence: pdu.sequence_number, drops_left: dropsLeft});
-			session.dead = true;
-			session.destroy();
+			if (opts.mode === 'drop') {
+				emit('DROP', {sequence: pdu.sequence_number, drops_left: dropsLeft});
+				session.dead = true;
+				session.destroy();
+			} else if (opts.mode === 'garbage') {
+				emit('GARBAGE', {sequence: pdu.sequence_number, connection: session.connection});
+				// A command_length no PDU can have, then noise: the ESME must reset the link.
+				session.socket.write(Buffer.from('ffffff7f00000004deadbeefcafebabe0102', 'hex'));
+				session.dead = true;
+			} else {
+				emit('HANG', {sequence: pdu.sequence_number, connection: session.connection});
+				session.hung = true;
+			}
 			return;
 		}
 	}

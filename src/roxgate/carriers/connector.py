@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from roxgate.carriers.smpp.inbound import inbound_payload
 from roxgate.carriers.smpp.pdu import (
@@ -48,6 +48,7 @@ from roxgate.report.replies import record_inbound_sms
 from roxgate.store.ids import now_ms
 
 log = logging.getLogger(__name__)
+V = TypeVar("V")
 RunInThread = Callable[..., Awaitable[Any]]
 
 
@@ -84,6 +85,37 @@ class ThrottleBackoff:
 
     def ok(self) -> None:
         self._pause = 0.0
+
+
+class _Recent(Generic[V]):
+    """Keys seen in the last ``seconds``, each with a value and when it was added
+    (monotonic s): a memory of what is still in flight.
+
+    Trimmed by age (oldest first) as keys are added: at thousands of parts a
+    second a count limit alone held minutes of ids, tens of MB (bench/soak.py).
+    ``cap`` bounds it whatever the clock does.
+    """
+
+    def __init__(self, seconds: float, cap: int = 200_000) -> None:
+        self.seconds = seconds
+        self.cap = cap
+        self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
+
+    def add(self, key: str, value: V) -> None:
+        now = time.monotonic()
+        items = self._items
+        items[key] = (now, value)
+        items.move_to_end(key)
+        cutoff = now - self.seconds
+        while items and (len(items) > self.cap or next(iter(items.values()))[0] < cutoff):
+            items.popitem(last=False)
+
+    def get(self, key: str) -> tuple[float, V] | None:
+        """(when added, value) if ``key`` was added less than ``seconds`` ago."""
+        found = self._items.get(key)
+        if found is None or time.monotonic() - found[0] >= self.seconds:
+            return None
+        return found
 
 
 class SmppCarrier:
@@ -128,15 +160,13 @@ class SmppCarrier:
         # Carrier ids this process got in submit_sm_resp lately (monotonic s): a
         # receipt for one may overtake our record of the submit (a fast SMSC,
         # a busy database), and then waits for it here instead of bouncing.
-        self._accepted: OrderedDict[str, float] = OrderedDict()
-        self.record_wait_seconds = 10.0
-        # Numbers (digits, as on the wire) this process submitted to lately:
-        # monotonic s and wall-clock ms of the first accepted part. A reply from
-        # one may overtake our record of that submission as a receipt can.
-        self._sent_to: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        # How long a reply waits for that record, with its deliver_sm unanswered:
-        # well inside the usual SMSC deliver timeouts, far beyond a commit.
-        self.reply_wait_seconds = 5.0
+        self._accepted: _Recent[None] = _Recent(seconds=10.0)
+        # Numbers (digits, as on the wire) this process submitted to lately, with
+        # the wall-clock ms of the first accepted part. A reply from one may
+        # overtake our record of that submission as a receipt can. It waits for
+        # that record with its deliver_sm unanswered: well inside the usual SMSC
+        # deliver timeouts, far beyond a commit.
+        self._sent_to: _Recent[int] = _Recent(seconds=5.0)
 
     @property
     def submitter(self) -> SmppSession:
@@ -212,7 +242,7 @@ class SmppCarrier:
                     self._throttle.ok()
                     # At once, not when every part is answered: this part's
                     # receipt may arrive before its siblings' answers.
-                    self._remember_accepted(resp.message_id)
+                    self._accepted.add(resp.message_id, None)
                     self._remember_sent_to(pdu.destination_addr)
                 return resp
             self._throttle.throttled()
@@ -257,27 +287,10 @@ class SmppCarrier:
             except Exception:  # a wake-up must never cost an acknowledgement
                 log.exception("on_report hook failed")
 
-    def _remember_accepted(self, carrier_id: str) -> None:
-        now = time.monotonic()
-        accepted = self._accepted
-        accepted[carrier_id] = now
-        accepted.move_to_end(carrier_id)  # oldest first, so the old are trimmed from the front
-        # Only the last record_wait_seconds matter: at thousands of parts a second a
-        # count limit alone would hold minutes of ids (tens of MB, bench/soak.py).
-        cutoff = now - self.record_wait_seconds
-        while accepted and (len(accepted) > 200_000 or next(iter(accepted.values())) < cutoff):
-            accepted.popitem(last=False)
-
     def _remember_sent_to(self, number: str) -> None:
-        now = time.monotonic()
-        sent_to = self._sent_to
-        if number in sent_to and now - sent_to[number][0] < self.reply_wait_seconds:
-            return  # the first part's time is what the record will be at or after
-        sent_to[number] = (now, now_ms())
-        sent_to.move_to_end(number)
-        cutoff = now - self.reply_wait_seconds
-        while sent_to and (len(sent_to) > 200_000 or next(iter(sent_to.values()))[0] < cutoff):
-            sent_to.popitem(last=False)
+        # The first part's time: the record will be at or after it.
+        if self._sent_to.get(number) is None:
+            self._sent_to.add(number, now_ms())
 
     async def _await_record_of_send_to(self, number: str) -> None:
         """A reply from a number this process has just submitted to: let the record
@@ -285,7 +298,7 @@ class SmppCarrier:
 
         An auto-responder (or a fast human, while the writer is busy) can answer
         before the submission is recorded; matched then, the reply would find no
-        message, or an older one. Waits at most ``reply_wait_seconds`` from the
+        message, or an older one. Waits at most ``_sent_to.seconds`` from the
         submission, polling the record; a reply from any other number never waits.
         """
         sent = self._sent_to.get(number.lstrip("+"))
@@ -293,17 +306,14 @@ class SmppCarrier:
             return
         accepted_at, accepted_ms = sent
         dest_tn = "+" + number.lstrip("+")
-        while time.monotonic() - accepted_at < self.reply_wait_seconds:
+        while time.monotonic() - accepted_at < self._sent_to.seconds:
             if await self._record(queue.send_recorded_since, dest_tn, accepted_ms):
                 return
             await asyncio.sleep(0.05)
 
     def _ours_in_flight(self, carrier_ids: tuple[str, ...]) -> bool:
         """Accepted by this process moments ago, so our record of it is on its way."""
-        now = time.monotonic()
-        return any(
-            now - self._accepted.get(c, -1e9) < self.record_wait_seconds for c in carrier_ids
-        )
+        return any(self._accepted.get(c) is not None for c in carrier_ids)
 
     async def on_deliver(self, pdu: DeliverSm) -> int:
         receipt = parse_receipt(pdu)
