@@ -868,13 +868,21 @@ def run() -> None:
     )
     parser.add_argument("--postgres", metavar="ADMIN_URL", default=LOCAL_POSTGRES)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each case, interleaved")
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="dispatch: the worker counts to run, comma-separated (default 1,2; e.g. 1 to profile)",
+    )
     args = parser.parse_args()
     if args.requests < 1 or args.concurrency < 1 or args.repeat < 1 or args.messages < 1:
         parser.error("--messages, --requests, --concurrency and --repeat must be positive")
 
     document: dict[str, Any] = {"settings": vars(args), "cores": os.cpu_count()}
     if args.only in (None, "dispatch"):
-        dispatch_runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        counts = sorted({int(k) for k in args.workers.split(",") if k.strip()})
+        if not counts or counts[0] < 1:
+            parser.error("--workers takes positive counts, e.g. 1,2")
+        dispatch_runs: dict[int, list[dict[str, Any]]] = {k: [] for k in counts}
         for n in range(1, args.repeat + 1):
             for workers in dispatch_runs:
                 r = dispatch_run(args, workers)

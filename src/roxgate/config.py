@@ -41,6 +41,9 @@ class Settings:
     database_busy_timeout: float = 10.0
     # Most message rows the group-commit writer puts in one transaction.
     commit_max_rows: int = 20000
+    # Group-commit writers (threads, each with a connection) that store
+    # requests side by side on PostgreSQL; SQLite always has one.
+    database_writers: int = 4
     log_level: str = "INFO"
     # Seconds the built-in simulator waits before its delivery receipt.
     sim_receipt_delay: float = 1.0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from roxgate.accounts import admin
 from roxgate.store.engine import open_database
@@ -21,7 +22,7 @@ from roxgate.store.schema import (
     messages,
     requests,
 )
-from roxgate.store.writer import GroupCommitWriter, Idempotency, Intake, Outcome
+from roxgate.store.writer import GroupCommitWriter, Idempotency, Intake, Outcome, Writers
 
 
 def intake(
@@ -156,3 +157,109 @@ def test_two_writers_given_one_idempotency_key_store_it_once(two_writers: Any) -
     with engine.connect() as conn:
         assert len(conn.execute(select(idempotency_keys.c.key)).all()) == 10
         assert len(conn.execute(select(messages.c.id)).all()) == 10
+
+
+# --- several writers in one process (PostgreSQL) ------------------------------------------
+
+
+@pytest.fixture
+def pg_writers(pg_engine_factory: Any) -> Iterator[tuple[Engine, Writers]]:
+    _url, engine = pg_engine_factory("writers")
+    admin.add_account(engine, "CI00000001", "A", credits=100)
+    writers = Writers(engine, count=4)
+    writers.start()
+    yield engine, writers
+    writers.stop()
+
+
+def gather_submits(writers: Writers, intakes: list[Intake]) -> list[Outcome]:
+    async def main() -> list[Outcome]:
+        done = await asyncio.gather(*(writers.submit(i) for i in intakes))
+        return [i.outcome for i in done]
+
+    return asyncio.run(main())
+
+
+def test_sqlite_keeps_one_writer(engine: Engine) -> None:
+    expected = 4 if engine.dialect.name == "postgresql" else 1
+    assert Writers(engine, count=4).count == expected
+
+
+def test_writers_of_one_process_share_credits_and_keys(pg_writers: Any) -> None:
+    engine, writers = pg_writers
+    outcomes = Counter(gather_submits(writers, [intake(5) for _ in range(60)]))
+    assert outcomes == {Outcome.STORED: 20, Outcome.NO_CREDIT: 40}  # 300 parts, 100 credits
+    # Spread over the writers: each committed some (a request waits for one that is free).
+    assert all(w.batches > 0 for w in writers._all)
+    admin.update_account(engine, "CI00000001", credits=None)
+    for round_no in range(10):
+        key = f"key-{round_no}"
+        same = [intake(1, key=key) for _ in range(4)]
+        stored = Counter(gather_submits(writers, same))
+        assert stored == {Outcome.STORED: 1, Outcome.IDEMPOTENT_REPLAY: 3}
+    with engine.connect() as conn:
+        assert conn.execute(select(accounts.c.credits)).scalar_one() is None
+        assert len(conn.execute(select(idempotency_keys.c.key)).all()) == 10
+        assert len(conn.execute(select(messages.c.id)).all()) == 20 * 5 + 10
+
+
+def test_a_deadlock_victim_is_run_again(pg_engine_factory: Any) -> None:
+    """Two writers lock two rows in opposite orders: PostgreSQL aborts one
+    transaction, and its writer runs it again instead of failing the write."""
+    _url, engine = pg_engine_factory("deadlock")
+    for account_id in ("CI00000001", "CI00000002"):
+        admin.add_account(engine, account_id, "A")
+    both_hold_one = threading.Barrier(2, timeout=10)
+    calls: list[str] = []
+    lock = text("SELECT id FROM accounts WHERE id = :id FOR UPDATE")
+
+    def cross(conn: Any, first: str, second: str) -> str:
+        conn.execute(lock, {"id": first})
+        if first not in calls:  # only the first time: then wait for the other to hold its row
+            calls.append(first)
+            both_hold_one.wait()
+        else:
+            calls.append(f"{first} again")
+        conn.execute(lock, {"id": second})
+        return first
+
+    writers = [GroupCommitWriter(engine), GroupCommitWriter(engine)]
+    for w in writers:
+        w.start()
+    try:
+
+        async def main() -> list[str]:
+            return await asyncio.gather(
+                writers[0].do(cross, "CI00000001", "CI00000002"),
+                writers[1].do(cross, "CI00000002", "CI00000001"),
+            )
+
+        assert asyncio.run(main()) == ["CI00000001", "CI00000002"]
+    finally:
+        for w in writers:
+            w.stop()
+    assert len([c for c in calls if c.endswith("again")]) == 1
+
+
+def test_a_connection_closed_by_the_server_is_replaced(pg_engine_factory: Any) -> None:
+    """The writer keeps its connection between groups; one the server closed
+    (a restart, an idle timeout in a proxy) costs no request a 2100."""
+    _url, engine = pg_engine_factory("dropped")
+    admin.add_account(engine, "CI00000001", "A")
+    writer = GroupCommitWriter(engine)
+    writer.start()
+    try:
+        assert submit_all([(writer, intake(2))]) == [Outcome.STORED]
+        with engine.connect() as conn:
+            closed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert closed >= 1
+        assert submit_all([(writer, intake(3))]) == [Outcome.STORED]
+    finally:
+        writer.stop()
+    with engine.connect() as conn:
+        assert len(conn.execute(select(messages.c.id)).all()) == 5

@@ -28,7 +28,7 @@ from roxgate.stats import RequestStats
 from roxgate.store import housekeeping, workers
 from roxgate.store.engine import open_database
 from roxgate.store.ids import now_ms
-from roxgate.store.writer import GroupCommitWriter
+from roxgate.store.writer import Writers
 
 T = TypeVar("T")
 Role = Literal["all", "api", "worker"]
@@ -44,7 +44,7 @@ class Gateway:
         self.engine: Engine = open_database(settings.database_url, settings.database_busy_timeout)
         # Database reads and argon2 run here, off the event loop.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="roxgate-io")
-        self.writer = GroupCommitWriter(self.engine, settings.commit_max_rows)
+        self.writer = Writers(self.engine, settings.commit_max_rows, settings.database_writers)
         # SQLite reads take ~0.1 ms and, in WAL mode, never wait for the
         # writer, so they run inline: a hop to a thread costs more than the
         # query (each hop has to win the GIL back from the busy event loop).

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, select, text, updat
 from roxgate.report.bodies import MessageFacts, mail_for_callback, receipt_body, receipt_mail
 from roxgate.rox.timefmt import format_utc
 from roxgate.store.engine import immediate
+from roxgate.store.idlists import IdListStatement
 from roxgate.store.ids import new_id, now_ms
 from roxgate.store.schema import accounts, callbacks, mail_outbox, messages, users
 
@@ -94,12 +95,13 @@ def queue_mail(
 
 # --- receipts ------------------------------------------------------------------
 
-_RECEIPT_FACTS = text(
+_RECEIPT_FACTS = IdListStatement(
     "SELECT m.id, m.request_id, m.account_id, u.email, m.dest_tn, m.dest_name, m.dest_email, "
     "m.text, m.product, m.result, m.result_text, m.receipt_flag, m.receipt_url "
     "FROM messages m JOIN users u ON u.id = m.user_id "
-    "WHERE m.id IN :ids AND (m.receipt_flag = 1 OR (m.receipt_flag = 2 AND m.result <> '0000'))"
-).bindparams(bindparam("ids", expanding=True))
+    "WHERE m.id {ids} AND (m.receipt_flag = 1 OR (m.receipt_flag = 2 AND m.result <> '0000'))",
+    "ids",
+)
 
 
 def enqueue_receipts(conn: Connection, message_ids: Sequence[str], now: int) -> int:
@@ -111,7 +113,9 @@ def enqueue_receipts(conn: Connection, message_ids: Sequence[str], now: int) -> 
     """
     queued = 0
     for start in range(0, len(message_ids), 5_000):
-        rows = conn.execute(_RECEIPT_FACTS, {"ids": list(message_ids[start : start + 5_000])})
+        rows = conn.execute(
+            _RECEIPT_FACTS.on(conn), {"ids": list(message_ids[start : start + 5_000])}
+        )
         hooks: list[dict[str, Any]] = []
         mails: list[dict[str, Any]] = []
         for r in rows:
