@@ -60,8 +60,8 @@ def test_a_statement_finds_the_same_rows_on_both_databases(store_factory: Any) -
         "ids",
     )
     with engine.connect() as conn:
-        found = conn.execute(find.on(conn), {"ids": [*names[1:], "absent"]}).scalars().all()
-        none = conn.execute(find.on(conn), {"ids": []}).scalars().all()
+        found = find.execute(conn, {"ids": [*names[1:], "absent"]}).scalars().all()
+        none = find.execute(conn, {"ids": []}).scalars().all()
     assert found == sorted(names[1:])
     assert none == []
 

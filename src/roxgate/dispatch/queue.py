@@ -115,8 +115,8 @@ def claim_due(engine: Engine | Connection, owner: str, limit: int, lease_ms: int
         ).all()
         if not rows:
             return []
-        conn.execute(
-            _LEASE.on(conn),
+        _LEASE.execute(
+            conn,
             {"ids": [r.id for r in rows], "owner": owner, "until": now + lease_ms, "now": now},
         )
     return [Claimed(*r[:7], attempts=r.attempts + 1) for r in rows]
@@ -166,8 +166,8 @@ def extend_leases(db: Engine | Connection, owner: str, ids: list[str], lease_ms:
     with _tx(db) as conn:
         for start in range(0, len(ids), 5_000):
             renewed.update(
-                conn.execute(
-                    _RENEW.on(conn),
+                _RENEW.execute(
+                    conn,
                     {"ids": ids[start : start + 5_000], "owner": owner, "until": now + lease_ms},
                 ).scalars()
             )
@@ -286,8 +286,8 @@ def record_submitted(
     now = now_ms()
     with _tx(db) as conn:
         recorded = set(
-            conn.execute(
-                _CLAIMED_BY.on(conn),
+            _CLAIMED_BY.execute(
+                conn,
                 {"ids": [mid for mid, _ in accepted], "now": now, "owner": owner},
             ).scalars()
         )
@@ -407,8 +407,8 @@ def expire_overdue(db: Engine | Connection, submitted_before_ms: int, limit: int
         )
         if not ids:
             return 0
-        conn.execute(
-            _EXPIRE.on(conn),
+        _EXPIRE.execute(
+            conn,
             {"ids": ids, "now": now, "result": Result.UNKNOWN_STATE.value,
              "text": "No final state from the carrier within the validity period"},
         )  # fmt: skip
@@ -491,7 +491,7 @@ def _find_parts(conn: Connection, carrier_ids: set[str]) -> dict[str, tuple[str,
     wanted = sorted(carrier_ids)
     where: dict[str, tuple[str, int]] = {}
     for start in range(0, len(wanted), 10_000):  # far below the databases' parameter limits
-        rows = conn.execute(_FIND_PARTS.on(conn), {"ids": wanted[start : start + 10_000]})
+        rows = _FIND_PARTS.execute(conn, {"ids": wanted[start : start + 10_000]})
         where.update((cid, (mid, part)) for cid, mid, part in rows)
     return where
 
@@ -572,8 +572,8 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
         settled: list[str] = []
         for (code, reason), ids in failures.items():
             for start in range(0, len(ids), 10_000):
-                settled += conn.execute(
-                    _FAIL_MESSAGES.on(conn),
+                settled += _FAIL_MESSAGES.execute(
+                    conn,
                     {
                         "ids": ids[start : start + 10_000],
                         "result": code,
@@ -583,8 +583,8 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
                 ).scalars()
         failed = len(settled)
         for start in range(0, len(delivered), 10_000):
-            settled += conn.execute(
-                _DELIVER_IF_COMPLETE.on(conn),
+            settled += _DELIVER_IF_COMPLETE.execute(
+                conn,
                 {"ids": delivered[start : start + 10_000], "now": now},
             ).scalars()
         if settled:

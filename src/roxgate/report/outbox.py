@@ -113,9 +113,7 @@ def enqueue_receipts(conn: Connection, message_ids: Sequence[str], now: int) -> 
     """
     queued = 0
     for start in range(0, len(message_ids), 5_000):
-        rows = conn.execute(
-            _RECEIPT_FACTS.on(conn), {"ids": list(message_ids[start : start + 5_000])}
-        )
+        rows = _RECEIPT_FACTS.execute(conn, {"ids": list(message_ids[start : start + 5_000])})
         hooks: list[dict[str, Any]] = []
         mails: list[dict[str, Any]] = []
         for r in rows:

@@ -14,31 +14,39 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, String, TextClause, TypeDecorator, bindparam, text
+from sqlalchemy import Connection, CursorResult, TextClause, bindparam, text
 
 
 class IdListStatement:
     """``sql`` with ``{name}`` where ``column {name}`` should test list membership.
 
-    ``IdListStatement("UPDATE t SET x = 1 WHERE id {ids}", "ids")`` is
+    ``IdListStatement("UPDATE t SET x = 1 WHERE id {ids}", "ids")`` runs as
     ``… WHERE id IN :ids`` on SQLite and ``… WHERE id = ANY(CAST(:ids AS
-    text[]))`` on PostgreSQL; either way ``ids`` is bound as a Python list.
-    The lists hold strings (our ids are text).
+    text[]))`` on PostgreSQL; either way ``ids`` is given as a Python list of
+    strings (our ids are text) to :meth:`execute`.
+
+    On PostgreSQL the list is sent as its array literal, untyped: the server
+    reads it as ``text[]`` once, when binding. Typed as a string instead, it
+    became a run-time cast the server repeated for every row it scanned
+    (a look-up of 300 carrier ids took 450 ms on 20,000 parts).
     """
 
-    __slots__ = ("postgresql", "sqlite")
+    __slots__ = ("_lists", "postgresql", "sqlite")
 
     def __init__(self, sql: str, *lists: str) -> None:
+        self._lists = lists
         self.sqlite: TextClause = text(sql.format(**{n: f"IN :{n}" for n in lists})).bindparams(
             *(bindparam(n, expanding=True) for n in lists)
         )
         self.postgresql: TextClause = text(
             sql.format(**{n: f"= ANY(CAST(:{n} AS text[]))" for n in lists})
-        ).bindparams(*(bindparam(n, type_=_TextArray()) for n in lists))
+        )
 
-    def on(self, conn: Connection) -> TextClause:
-        """The statement in ``conn``'s dialect."""
-        return self.postgresql if conn.dialect.name == "postgresql" else self.sqlite
+    def execute(self, conn: Connection, params: dict[str, Any]) -> CursorResult[Any]:
+        if conn.dialect.name != "postgresql":
+            return conn.execute(self.sqlite, params)
+        arrays = {n: pg_array_literal(params[n]) for n in self._lists}
+        return conn.execute(self.postgresql, {**params, **arrays})
 
 
 def pg_array_literal(values: Iterable[Any]) -> str:
@@ -73,13 +81,3 @@ def _element(value: Any) -> str:
         return str(value)
     text_value = str(value)
     return '"' + text_value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class _TextArray(TypeDecorator[list[str]]):
-    """A list bound as its array literal (see :func:`pg_array_literal`)."""
-
-    impl = String
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
-        return None if value is None else pg_array_literal(value)
