@@ -23,6 +23,7 @@ from roxgate.carriers.smpp.receipt import (
     Receipt,
     message_id_variants,
     normalize_state,
+    parse_any_receipt_text,
     parse_receipt,
     parse_receipt_text,
 )
@@ -469,3 +470,25 @@ def test_variants_link_hex_and_decimal(value: int) -> None:
 @given(st.text(max_size=70))
 def test_variants_contain_the_id(message_id: str) -> None:
     assert message_id in message_id_variants(message_id)
+
+
+_VALUE = st.text(min_size=1, max_size=12).filter(lambda v: not any(c in v for c in " ,;:"))
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.one_of(_VALUE, st.sampled_from(["err:5", "id:x", "a b", " ", ",", "é", "\n"])),
+             min_size=7, max_size=7),
+    st.text(max_size=30),
+)  # fmt: skip
+def test_the_standard_layout_shortcut_parses_as_the_general_parser(
+    values: list[str], message: str
+) -> None:
+    """Texts in the standard layout (and near misses: values with a key, a space,
+    a separator inside) give the same fields whichever parser reads them."""
+    i, sub, dlvrd, submitted, done, stat, err = values
+    text = (
+        f"id:{i} sub:{sub} dlvrd:{dlvrd} submit date:{submitted} done date:{done} "
+        f"stat:{stat} err:{err} text:{message}"
+    )
+    assert parse_receipt_text(text) == parse_any_receipt_text(text)
