@@ -110,24 +110,17 @@ class Gateway:
 
     def _wire_wakeups(self) -> None:
         """Who is told that messages were queued: the local dispatcher, and on
-        PostgreSQL every worker process (NOTIFY, which they LISTEN for)."""
+        PostgreSQL every worker process (the writer's NOTIFY, which they LISTEN for)."""
         loop = asyncio.get_running_loop()
         dispatcher = self.dispatcher
         local = (lambda: loop.call_soon_threadsafe(dispatcher.wake)) if dispatcher else None
         if not self.postgres:
             self.writer.on_stored = local
             return
-        from roxgate.store.notify import QUEUED, PgListener, libpq_url, notify
+        from roxgate.store.notify import QUEUED, PgListener, libpq_url
 
-        def stored() -> None:  # in the writer thread, right after the commit
-            if local is not None:
-                local()
-            try:
-                notify(self.engine, QUEUED)
-            except Exception:  # the workers' poll is the safety net
-                log.exception("NOTIFY %s failed", QUEUED)
-
-        self.writer.on_stored = stored
+        # Other processes hear of it from the commit itself (the writer's NOTIFY).
+        self.writer.on_stored = local
         if dispatcher is not None:
             self._listener = PgListener(
                 libpq_url(self.engine),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DisconnectionError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -67,20 +69,49 @@ def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
         event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_timeout))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=_pg_connect_args(url, busy_timeout),
         pool_size=8,
         max_overflow=8,
         # A dead server connection (a restart, a failover, an idle timeout in
-        # a proxy) is found before use and replaced, not handed to a query.
-        pool_pre_ping=True,
+        # a proxy) is found before use and replaced, not handed to a query:
+        # by a ping when it has been idle a while (_ping_when_idle), not at
+        # every checkout as pool_pre_ping would (a round trip per read).
+        pool_pre_ping=False,
         pool_recycle=1800,
         # Reuse the most recent connection: the surplus idles and can be
         # closed by the server or a pooler without the pool noticing late.
         pool_use_lifo=True,
         pool_timeout=30,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection back in the pool for less than this was working a moment ago: it
+# is handed out without a ping. Under load every checkout is of such a one.
+PING_IF_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    def checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["roxgate_idle_since"] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("roxgate_idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_IF_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool closes this one and hands out another (or connects anew).
+            raise DisconnectionError(f"idle connection found dead: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("idle connection found dead")
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checkout)
 
 
 def _pg_connect_args(url: str, busy_timeout: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 
 import psycopg
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,13 @@ def libpq_url(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def notify(engine: Engine, channel: str) -> None:
-    """Send ``NOTIFY channel`` (a short autocommit statement on a pooled connection)."""
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"NOTIFY {channel}")
-        conn.commit()
+def notify(conn: Connection, channel: str) -> None:
+    """``NOTIFY channel`` in ``conn``'s transaction: sent when it commits, never if
+    it rolls back, and once however many times a transaction asks. The work and
+    its wake-up travel together, with no connection or round trip of their own
+    (a separate ``NOTIFY`` after each group commit cost an intake writer a
+    fifth of its time)."""
+    conn.exec_driver_sql(f"NOTIFY {channel}")
 
 
 class PgListener:

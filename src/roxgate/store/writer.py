@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from roxgate.store import traffic
 from roxgate.store.engine import immediate
 from roxgate.store.idlists import pg_array_literal
+from roxgate.store.notify import QUEUED, notify
 from roxgate.store.reads import find_idempotent
 from roxgate.store.schema import (
     MESSAGE_RECIPIENT_COLUMNS,
@@ -388,6 +389,8 @@ class GroupCommitWriter:
                 self._insert_messages(conn, i.message_common, i.message_rows)
         accepted = sum(len(i.message_rows) for i in stored)
         traffic.count(conn, {"accepted": accepted}, stored[-1].request_row["received_at"])
+        if accepted and conn.dialect.name == "postgresql":
+            notify(conn, QUEUED)  # every worker process, once this commits
         keyed = [i for i in stored if i.idempotency is not None]
         if keyed:
             # An expired key of the same name may still be there: replace it.
