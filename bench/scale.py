@@ -8,6 +8,7 @@ intake on SQLite**. Run it on a quiet machine (the figures are CPU-bound):
     .venv/bin/python bench/scale.py --only dispatch --repeat 3 --window 400
     .venv/bin/python bench/scale.py --only ingest --requests 400 --concurrency 4
     .venv/bin/python bench/scale.py --messages 2000 --requests 40 --repeat 1   # a quick check
+    .venv/bin/python bench/scale.py --only dispatch --workers 1    # one worker (to profile it)
 
 PostgreSQL: ``--postgres ADMIN_URL`` (default the local trust-auth server,
 postgresql://postgres@127.0.0.1:5432/postgres); every run gets a new database
