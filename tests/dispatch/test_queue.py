@@ -6,13 +6,13 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from roxgate.accounts import admin
 from roxgate.dispatch import queue
 from roxgate.rox.codes import Result
 from roxgate.store.ids import new_id, now_ms
-from roxgate.store.schema import message_events, message_parts, messages
+from roxgate.store.schema import mail_outbox, message_events, message_parts, messages
 
 
 @pytest.fixture
@@ -107,6 +107,7 @@ def test_multipart_delivered_only_when_every_part_is(engine: Any) -> None:
 
 def test_receipts_in_one_batch(engine: Any) -> None:
     """A batch mixes messages, parts of one message, failures and unknown ids."""
+    assert admin.add_user(engine, "CI00000001", "ops@example.org", "password1") == 1
     single, double, failing = add_message(engine), add_message(engine, parts=2), add_message(engine)
     queue.claim_due(engine, "w", 10, lease_ms=30_000)
     recorded = queue.record_submitted(
@@ -129,7 +130,12 @@ def test_receipts_in_one_batch(engine: Any) -> None:
             queue.Receipt(("f1",), "UNDELIV", "001"),
         ],
     )
-    assert found == [single, double, None, double, failing]
+    assert found.found == [single, double, None, double, failing]
+    with engine.connect() as conn:
+        mails = conn.execute(select(func.count()).select_from(mail_outbox)).scalar_one()
+    # ReceiptFlag 1 without a URL: one e-mail per message now final, and the
+    # count the callback and mail workers are woken for.
+    assert found.reports == mails == 3
     assert status(engine, single) == ("delivered", "0000")
     assert status(engine, double) == ("delivered", "0000")
     assert status(engine, failing) == ("failed", "2060")

@@ -276,9 +276,13 @@ class SmppCarrier:
         return int(Status.ESME_ROK)
 
     async def _record_receipts(self, receipts: list[queue.Receipt]) -> list[str | None]:
-        found: list[str | None] = await self._record(queue.record_receipts, receipts)
-        self._reported()
-        return found
+        recorded: queue.RecordedReceipts = await self._record(queue.record_receipts, receipts)
+        if recorded.reports:
+            # Only then is there anything new for the callback or mail worker:
+            # woken for every batch, each looked (a claim, a lease sweep) in
+            # vain whenever the messages asked for no receipt.
+            self._reported()
+        return recorded.found
 
     def _reported(self) -> None:
         if self.on_report is not None:

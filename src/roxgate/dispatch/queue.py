@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
 
@@ -496,7 +496,12 @@ def _find_parts(conn: Connection, carrier_ids: set[str]) -> dict[str, tuple[str,
     return where
 
 
-def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[str | None]:
+class RecordedReceipts(NamedTuple):
+    found: list[str | None]  # per receipt: the message it was applied to, or None
+    reports: int  # ROX receipts (callbacks, e-mails) queued for messages now final
+
+
+def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> RecordedReceipts:
     """Apply carrier receipts to the parts they name; settle messages that became final.
 
     Returns, per receipt, the message id it was applied to, or None when no
@@ -505,8 +510,9 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
     that is not final (ENROUTE) only updates the part.
     """
     if not receipts:
-        return []
+        return RecordedReceipts([], 0)
     now = now_ms()
+    reports = 0
     with _tx(db) as conn:
         # The id as the receipt gives it is nearly always the one stored; its
         # variants (hex/decimal, case, padding) are looked up only for misses.
@@ -588,16 +594,16 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> list[st
                 {"ids": delivered[start : start + 10_000], "now": now},
             ).scalars()
         if settled:
-            enqueue_receipts(conn, settled, now)
+            reports = enqueue_receipts(conn, settled, now)
             traffic.count(conn, {"failed": failed, "delivered": len(settled) - failed}, now)
-    return found
+    return RecordedReceipts(found, reports)
 
 
 def record_receipt(
     db: Engine | Connection, carrier_ids: Iterable[str], state: str, error: str | None
 ) -> str | None:
     """One receipt (see :func:`record_receipts`)."""
-    return record_receipts(db, [Receipt(tuple(carrier_ids), state, error)])[0]
+    return record_receipts(db, [Receipt(tuple(carrier_ids), state, error)]).found[0]
 
 
 def record_unmatched_receipt(
