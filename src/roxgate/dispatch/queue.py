@@ -249,7 +249,7 @@ def _owned(message_id: str, owner: str) -> Any:
 _CLAIMED_BY = IdListStatement(
     "UPDATE messages SET status = 'submitted', submitted_at = :now, lease_owner = NULL, "
     "lease_until = NULL, updated_at = :now "
-    "WHERE id {ids} AND status = 'submitting' AND lease_owner = :owner RETURNING id",
+    "WHERE id {ids} AND status = 'submitting' AND lease_owner = :owner RETURNING id, dest_tn",
     "ids",
 )
 _INSERT_PART = text(
@@ -280,10 +280,13 @@ _REMEMBER_SENDS = {
         # Another process's older batch committing later must not win.
         "WHERE recent_sends.submitted_at <= excluded.submitted_at"
     ).bindparams(bindparam("ids", expanding=True)),
+    # The numbers come from the UPDATE that recorded the submissions (RETURNING),
+    # not from the messages rows looked up again.
     "postgresql": text(
         "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
-        "SELECT DISTINCT ON (dest_tn) dest_tn, id, :now FROM messages "
-        "WHERE id = ANY(CAST(:ids AS text[])) ORDER BY dest_tn, id DESC "
+        "SELECT DISTINCT ON (r.dest_tn) r.dest_tn, r.id, :now "
+        "FROM unnest(CAST(:tns AS text[]), CAST(:ids AS text[])) AS r(dest_tn, id) "
+        "ORDER BY r.dest_tn, r.id DESC "
         "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
         "submitted_at = excluded.submitted_at "
         # Another process's older batch committing later must not win.
@@ -304,12 +307,14 @@ def record_submitted(
         return set()
     now = now_ms()
     with _tx(db) as conn:
-        recorded = set(
-            _CLAIMED_BY.execute(
+        number_of: dict[str, str] = {
+            row.id: row.dest_tn
+            for row in _CLAIMED_BY.execute(
                 conn,
                 {"ids": [mid for mid, _ in accepted], "now": now, "owner": owner},
-            ).scalars()
-        )
+            )
+        }
+        recorded = set(number_of)
         rows = [
             {"mid": mid, "part": p.part_no, "cid": p.carrier_id, "now": now}
             for mid, parts in accepted
@@ -320,11 +325,18 @@ def record_submitted(
             conn.execute(_INSERT_PARTS_PG, {"now": now, **_columns(rows, "mid", "part", "cid")})
         elif rows:
             conn.execute(_INSERT_PART, rows)
-        if recorded:
-            ids: list[str] | str = sorted(recorded)
-            if conn.dialect.name == "postgresql":
-                ids = pg_array_literal(ids)
-            conn.execute(_REMEMBER_SENDS[conn.dialect.name], {"ids": ids, "now": now})
+        if recorded and conn.dialect.name == "postgresql":
+            ids = sorted(recorded)
+            conn.execute(
+                _REMEMBER_SENDS["postgresql"],
+                {
+                    "ids": pg_array_literal(ids),
+                    "tns": pg_array_literal([number_of[i] for i in ids]),
+                    "now": now,
+                },
+            )
+        elif recorded:
+            conn.execute(_REMEMBER_SENDS["sqlite"], {"ids": sorted(recorded), "now": now})
             traffic.count(conn, {"submitted": len(recorded)}, now)
     return recorded
 
