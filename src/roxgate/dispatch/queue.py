@@ -90,16 +90,17 @@ def _tx(db: Engine | Connection) -> Iterator[Connection]:
             yield conn
 
 
-# PostgreSQL: the claim in one statement. The subquery picks and locks the due
-# rows (SKIP LOCKED: rows another worker is claiming are passed over, not
-# waited for); the UPDATE leases them and returns what sending needs. Half the
+# PostgreSQL: the claim in one statement. The CTE picks and locks the due rows
+# (SKIP LOCKED: rows another worker is claiming are passed over, not waited
+# for), once: MATERIALIZED, so no plan can run it twice and lease rows it did
+# not pick; the UPDATE leases them and returns what sending needs. Half the
 # database work of a SELECT then an UPDATE that finds the same rows again by id.
 _CLAIM_PG = text(
+    "WITH due AS MATERIALIZED (SELECT id FROM messages WHERE status = 'queued' "
+    "AND due_at <= :now ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
     "UPDATE messages SET status = 'submitting', lease_owner = :owner, lease_until = :until, "
-    "attempts = messages.attempts + 1, updated_at = :now FROM accounts "
-    "WHERE messages.id IN (SELECT id FROM messages WHERE status = 'queued' AND due_at <= :now "
-    "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
-    "AND accounts.id = messages.account_id "
+    "attempts = messages.attempts + 1, updated_at = :now FROM due, accounts "
+    "WHERE messages.id = due.id AND accounts.id = messages.account_id "
     "RETURNING messages.id, messages.dest_tn, messages.text, messages.encoding, "
     "messages.parts, messages.receipt_flag, accounts.sender_id, messages.attempts, "
     "messages.due_at"
