@@ -12,7 +12,7 @@ from roxgate.accounts import admin
 from roxgate.dispatch import queue
 from roxgate.rox.codes import Result
 from roxgate.store.ids import new_id, now_ms
-from roxgate.store.schema import mail_outbox, message_events, message_parts, messages
+from roxgate.store.schema import mail_outbox, message_events, message_parts, messages, traffic
 
 
 @pytest.fixture
@@ -120,6 +120,11 @@ def test_receipts_in_one_batch(engine: Any) -> None:
         ],
     )
     assert recorded == {single, double, failing}
+    with engine.connect() as conn:
+        submitted = conn.execute(
+            select(func.sum(traffic.c.count)).where(traffic.c.kind == "submitted")
+        ).scalar_one()
+    assert submitted == 3  # the console's charts count them, on either database
     found = queue.record_receipts(
         engine,
         [

@@ -272,28 +272,26 @@ _INSERT_PARTS_PG = text(
 # later wins); PostgreSQL refuses to touch a row twice in one statement, so
 # it is given one row per number, the later message's, in number order (the
 # order the rows are locked in, the same in every worker).
-_REMEMBER_SENDS = {
-    "sqlite": text(
-        "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
-        "SELECT dest_tn, id, :now FROM messages WHERE id IN :ids "
-        "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
-        "submitted_at = excluded.submitted_at "
-        # Another process's older batch committing later must not win.
-        "WHERE recent_sends.submitted_at <= excluded.submitted_at"
-    ).bindparams(bindparam("ids", expanding=True)),
-    # The numbers come from the UPDATE that recorded the submissions (RETURNING),
-    # not from the messages rows looked up again.
-    "postgresql": text(
-        "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
-        "SELECT DISTINCT ON (r.dest_tn) r.dest_tn, r.id, :now "
-        "FROM unnest(CAST(:tns AS text[]), CAST(:ids AS text[])) AS r(dest_tn, id) "
-        "ORDER BY r.dest_tn, r.id DESC "
-        "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
-        "submitted_at = excluded.submitted_at "
-        # Another process's older batch committing later must not win.
-        "WHERE recent_sends.submitted_at <= excluded.submitted_at"
-    ),
-}
+_REMEMBER_SENDS_SQLITE = text(
+    "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
+    "SELECT dest_tn, id, :now FROM messages WHERE id IN :ids "
+    "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
+    "submitted_at = excluded.submitted_at "
+    # Another process's older batch committing later must not win.
+    "WHERE recent_sends.submitted_at <= excluded.submitted_at"
+).bindparams(bindparam("ids", expanding=True))
+# The numbers come from the UPDATE that recorded the submissions (RETURNING),
+# not from the messages rows looked up again.
+_REMEMBER_SENDS_PG = text(
+    "INSERT INTO recent_sends (dest_tn, message_id, submitted_at) "
+    "SELECT DISTINCT ON (r.dest_tn) r.dest_tn, r.id, :now "
+    "FROM unnest(CAST(:tns AS text[]), CAST(:ids AS text[])) AS r(dest_tn, id) "
+    "ORDER BY r.dest_tn, r.id DESC "
+    "ON CONFLICT (dest_tn) DO UPDATE SET message_id = excluded.message_id, "
+    "submitted_at = excluded.submitted_at "
+    # Another process's older batch committing later must not win.
+    "WHERE recent_sends.submitted_at <= excluded.submitted_at"
+)
 
 
 def record_submitted(
@@ -326,18 +324,14 @@ def record_submitted(
             conn.execute(_INSERT_PARTS_PG, {"now": now, **_columns(rows, "mid", "part", "cid")})
         elif rows:
             conn.execute(_INSERT_PART, rows)
-        if recorded and conn.dialect.name == "postgresql":
+        if recorded:
             ids = sorted(recorded)
-            conn.execute(
-                _REMEMBER_SENDS["postgresql"],
-                {
-                    "ids": pg_array_literal(ids),
-                    "tns": pg_array_literal([number_of[i] for i in ids]),
-                    "now": now,
-                },
-            )
-        elif recorded:
-            conn.execute(_REMEMBER_SENDS["sqlite"], {"ids": sorted(recorded), "now": now})
+            if conn.dialect.name == "postgresql":
+                numbers = pg_array_literal([number_of[i] for i in ids])
+                params = {"ids": pg_array_literal(ids), "tns": numbers, "now": now}
+                conn.execute(_REMEMBER_SENDS_PG, params)
+            else:
+                conn.execute(_REMEMBER_SENDS_SQLITE, {"ids": ids, "now": now})
             traffic.count(conn, {"submitted": len(recorded)}, now)
     return recorded
 
@@ -598,7 +592,6 @@ def record_receipts(db: Engine | Connection, receipts: list[Receipt]) -> Recorde
             for start in range(0, len(hit), 10_000):
                 chunk = pg_array_literal(hit[start : start + 10_000])
                 conn.execute(_LOCK_MESSAGES_PG, {"ids": chunk})
-        if part_rows and conn.dialect.name == "postgresql":
             last = {(row["mid"], row["part"]): row for row in part_rows}  # the later receipt wins
             columns = _columns(list(last.values()), "status", "state", "error", "mid", "part")
             conn.execute(_UPDATE_PARTS_PG, {"now": now, **columns})
