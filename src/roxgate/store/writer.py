@@ -105,7 +105,7 @@ _KEEP_SECONDS = 300.0
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return getattr(exc.orig, "sqlstate", None)  # psycopg's; None from sqlite3
 
 
 @functools.lru_cache(maxsize=512)
@@ -293,11 +293,12 @@ class GroupCommitWriter:
     def _connection(self) -> Connection:
         """The writer's own connection, kept across groups.
 
-        A checkout from the pool pings the server first (``pool_pre_ping``):
-        one more round trip per group, 9% of a busy writer's time on
-        PostgreSQL. The connection is kept while groups follow each other and
-        given back after a pause (the next checkout pings it) or once old
-        (the pool recycles it).
+        A checkout per group cost the pool's bookkeeping and a reset on return,
+        and, while the pool pinged at every checkout, a round trip (9% of a
+        busy writer's time on PostgreSQL). The connection is kept while groups
+        follow each other and given back after a pause (the pool pings it when
+        next handed out, see store/engine.py) or once old (the pool recycles
+        it). One the server closed meanwhile is replaced by _transaction().
         """
         now = time.monotonic()
         if self._conn is not None and (
